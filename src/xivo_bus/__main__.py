@@ -1,0 +1,5 @@
+import sys
+
+from xivo_bus.cli import main
+
+sys.exit(main())

@@ -1,0 +1,228 @@
+"""A virtual host: the registry of exchanges, queues and bindings.
+
+Every check here raises ``ChannelError`` with RabbitMQ's reply code and text; the caller
+fills in the class and method ids of the method being served.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xivo_bus.amqp import errors
+from xivo_bus.broker.exchanges import DefaultExchange, Exchange, exchange_class
+from xivo_bus.broker.queue import Queue
+
+if TYPE_CHECKING:
+    from xivo_bus.broker.connection import Connection
+
+# The exchanges every vhost has; xivo-cti is the XiVO CTI server's, there from the start
+# so that the spec's example client can bind to it at once.
+PREDECLARED = (
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+XIVO_CTI = "xivo-cti"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "long" if not -(2**31) <= value < 2**31 else "signedint"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, (str, bytes)):
+        return "longstr"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    return "void" if value is None else type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return _bool(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _inequivalent(
+    what: str, name: str, vhost: str, arg: str, received: Any, current: Any
+) -> errors.ChannelError:
+    return errors.ChannelError(
+        errors.PRECONDITION_FAILED,
+        f"inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': "
+        f"received '{received}' but current is '{current}'",
+    )
+
+
+def check_arguments(what: str, name: str, vhost: str, received: dict, current: dict) -> None:
+    """Redeclaring with different x-arguments is refused, as RabbitMQ does."""
+    for key in sorted(set(received) | set(current)):
+        if received.get(key) == current.get(key):
+            continue
+        if key not in current:
+            got = received[key]
+            text = (
+                f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
+                f"received the value '{_shown(got)}' of type '{_type_name(got)}' "
+                "but current is none"
+            )
+        elif key not in received:
+            cur = current[key]
+            text = (
+                f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
+                f"received none but current is the value '{_shown(cur)}' of type "
+                f"'{_type_name(cur)}'"
+            )
+        else:
+            got, cur = received[key], current[key]
+            text = (
+                f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
+                f"received the value '{_shown(got)}' of type '{_type_name(got)}' but current "
+                f"is the value '{_shown(cur)}' of type '{_type_name(cur)}'"
+            )
+        raise errors.ChannelError(errors.PRECONDITION_FAILED, text)
+
+
+class VHost:
+    def __init__(self, name: str = "/"):
+        self.name = name
+        self.queues: dict[str, Queue] = {}
+        self.default_exchange = DefaultExchange(self.queues)
+        self.exchanges: dict[str, Exchange] = {"": self.default_exchange}
+        for exchange_name, type_name in PREDECLARED:
+            self.exchanges[exchange_name] = exchange_class(type_name)(exchange_name, durable=True)
+        self.exchanges[XIVO_CTI] = exchange_class("direct")(XIVO_CTI, durable=True)
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def exchange(self, name: str) -> Exchange:
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise errors.ChannelError(
+                errors.NOT_FOUND, f"no exchange '{name}' in vhost '{self.name}'"
+            )
+        return exchange
+
+    def queue(self, name: str, connection: Connection | None) -> Queue:
+        """Find a queue for use by ``connection``; exclusive queues of others are locked."""
+        queue = self.queues.get(name)
+        if queue is None:
+            raise errors.ChannelError(errors.NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
+        self.check_exclusive(queue, connection)
+        return queue
+
+    def check_exclusive(self, queue: Queue, connection: Connection | None) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not connection:
+            raise errors.ChannelError(
+                errors.RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+                f"'{self.name}'. It could be originally declared on another connection or the "
+                "exclusive property value does not match that of the original declaration.",
+            )
+
+    # -- exchanges --------------------------------------------------------------------
+
+    def declare_exchange(
+        self,
+        name: str,
+        type_name: str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict,
+    ) -> Exchange:
+        existing = self.exchanges.get(name)
+        if existing is None:
+            exchange = exchange_class(type_name)(name, durable, auto_delete, internal, arguments)
+            self.exchanges[name] = exchange
+            return exchange
+        what = "exchange"
+        if existing.type_name != type_name:
+            raise _inequivalent(what, name, self.name, "type", type_name, existing.type_name)
+        for arg, got, cur in (
+            ("durable", durable, existing.durable),
+            ("auto_delete", auto_delete, existing.auto_delete),
+            ("internal", internal, existing.internal),
+        ):
+            if got != cur:
+                raise _inequivalent(what, name, self.name, arg, _bool(got), _bool(cur))
+        check_arguments(what, name, self.name, arguments, existing.arguments)
+        return existing
+
+    def delete_exchange(self, name: str, if_unused: bool) -> None:
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return  # idempotent, as RabbitMQ
+        if if_unused and exchange.bindings:
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED, f"exchange '{name}' in vhost '{self.name}' in use"
+            )
+        del self.exchanges[name]
+
+    def exchange_unbound(self, exchange: Exchange) -> None:
+        """An auto_delete exchange goes away with its last binding."""
+        if exchange.auto_delete and not exchange.bindings:
+            self.exchanges.pop(exchange.name, None)
+
+    # -- queues -----------------------------------------------------------------------
+
+    def declare_queue(
+        self,
+        name: str,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: dict,
+        connection: Connection,
+    ) -> Queue:
+        existing = self.queues.get(name)
+        if existing is None:
+            queue = Queue(
+                self, name, durable, connection if exclusive else None, auto_delete, arguments
+            )
+            self.queues[name] = queue
+            if exclusive:
+                connection.exclusive_queues.append(queue)
+            return queue
+        self.check_exclusive(existing, connection)
+        what = "queue"
+        for arg, got, cur in (
+            ("durable", durable, existing.durable),
+            ("exclusive", exclusive, existing.exclusive),
+            ("auto_delete", auto_delete, existing.auto_delete),
+        ):
+            if got != cur:
+                raise _inequivalent(what, name, self.name, arg, _bool(got), _bool(cur))
+        check_arguments(what, name, self.name, arguments, existing.arguments)
+        return existing
+
+    def delete_queue(self, queue: Queue) -> int:
+        """Remove a queue and its bindings; its consumers are cancelled. Returns the
+        number of ready messages it held."""
+        if queue.deleted:
+            return 0
+        queue.deleted = True
+        self.queues.pop(queue.name, None)
+        for exchange in list(self.exchanges.values()):
+            exchange.unbind_queue(queue)
+            self.exchange_unbound(exchange)
+        for consumer in list(queue.consumers):
+            consumer.channel.cancel_by_broker(consumer)
+        queue.consumers.clear()
+        if queue.exclusive_owner is not None:
+            try:
+                queue.exclusive_owner.exclusive_queues.remove(queue)
+            except ValueError:
+                pass
+        return queue.purge()
