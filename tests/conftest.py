@@ -1,0 +1,74 @@
+"""Shared fixtures: a real broker process on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+READY = re.compile(r"accepting AMQP connections on (\S+):(\d+)")
+
+
+@dataclass
+class BrokerProcess:
+    """``xivo-bus serve`` running as a child process."""
+
+    proc: subprocess.Popen
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def start_broker(*args: str, env: dict | None = None) -> BrokerProcess:
+    """Start ``xivo-bus serve --port 0`` and wait for its ready line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xivo_bus", "--log-level", "INFO", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    line = proc.stdout.readline()
+    match = READY.search(line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"broker did not start: {line!r}")
+    return BrokerProcess(proc, match.group(1), int(match.group(2)))
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """One broker shared by the session; tests use unique names."""
+    process = start_broker()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def fresh_broker():
+    """A broker of the test's own, for tests that stop or disturb it."""
+    process = start_broker()
+    yield process
+    if process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait()
+
+
+@pytest.fixture
+def name(request) -> str:
+    """A unique name for queues and exchanges of one test."""
+    return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
