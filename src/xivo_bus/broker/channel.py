@@ -28,6 +28,12 @@ def generated_name(prefix: str) -> str:
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
 
 
+def _default_exchange_refused() -> errors.ChannelError:
+    return errors.ChannelError(
+        errors.ACCESS_REFUSED, "operation not permitted on the default exchange"
+    )
+
+
 class Delivery:
     """An unacked delivery: the queue entry, its queue and the consumer (None for basic.get)."""
 
@@ -140,20 +146,18 @@ class Channel:
 
     def on_flow(self, method: commands.Channel.Flow) -> None:
         if not method.active:
-            raise errors.ChannelError(errors.NOT_IMPLEMENTED, "active=false")
+            raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "active=false")
         self.reply(commands.Channel.FlowOk(active=True))
 
     # -- exchanges --------------------------------------------------------------------
 
     def on_exchange_declare(self, method: commands.Exchange.Declare) -> None:
         name = method.exchange
+        if name == "":
+            raise _default_exchange_refused()
         if method.passive:
             self.vhost.exchange(name)
         else:
-            if name == "":
-                raise errors.ChannelError(
-                    errors.ACCESS_REFUSED, "operation not permitted on the default exchange"
-                )
             if name.startswith("amq."):
                 raise errors.ChannelError(
                     errors.ACCESS_REFUSED,
@@ -172,12 +176,12 @@ class Channel:
 
     def on_exchange_delete(self, method: commands.Exchange.Delete) -> None:
         name = method.exchange
-        if name == "" or name.startswith("amq."):
+        if name == "":
+            raise _default_exchange_refused()
+        if name.startswith("amq."):
             raise errors.ChannelError(
                 errors.ACCESS_REFUSED,
-                "operation not permitted on the default exchange"
-                if name == ""
-                else f"exchange name '{name}' contains reserved prefix 'amq.*'",
+                f"deletion of system exchange '{name}' in vhost '{self.vhost.name}' not allowed",
             )
         self.vhost.delete_exchange(name, method.if_unused)
         if not method.nowait:
@@ -188,7 +192,7 @@ class Channel:
     def on_queue_declare(self, method: commands.Queue.Declare) -> None:
         name = method.queue
         if method.passive:
-            queue = self.vhost.queue(self._queue_name(name), self.connection)
+            queue = self.vhost.queue(name, self.connection)
         else:
             if name == "":
                 name = generated_name("amq.gen-")
@@ -211,26 +215,26 @@ class Channel:
                 commands.Queue.DeclareOk(queue.name, queue.message_count, queue.consumer_count)
             )
 
-    def _binding_exchange(self, name: str):
-        if name == "":
-            raise errors.ChannelError(
-                errors.ACCESS_REFUSED,
-                "operation not permitted on the default exchange",
-            )
-        return self.vhost.exchange(name)
-
     def on_queue_bind(self, method: commands.Queue.Bind) -> None:
-        queue = self._queue(method.queue)
-        exchange = self._binding_exchange(method.exchange)
+        queue_name = self._queue_name(method.queue)
+        if method.exchange == "":
+            raise _default_exchange_refused()
+        exchange = self.vhost.exchange(method.exchange)
+        queue = self.vhost.queue(queue_name, self.connection)
         exchange.bind(queue, method.routing_key, method.arguments or {})
         if not method.nowait:
             self.reply(commands.Queue.BindOk())
 
     def on_queue_unbind(self, method: commands.Queue.Unbind) -> None:
-        queue = self._queue(method.queue)
-        exchange = self._binding_exchange(method.exchange)
-        if exchange.unbind(queue, method.routing_key, method.arguments or {}):
-            self.vhost.exchange_unbound(exchange)
+        # Unbinding what does not exist succeeds, as in RabbitMQ.
+        queue_name = self._queue_name(method.queue)
+        if method.exchange == "":
+            raise _default_exchange_refused()
+        exchange = self.vhost.exchanges.get(method.exchange)
+        queue = self.vhost.queues.get(queue_name)
+        if exchange is not None and queue is not None:
+            if exchange.unbind(queue, method.routing_key, method.arguments or {}):
+                self.vhost.exchange_unbound(exchange)
         self.reply(commands.Queue.UnbindOk())
 
     def on_queue_purge(self, method: commands.Queue.Purge) -> None:
@@ -248,7 +252,7 @@ class Channel:
             if method.if_unused and queue.consumers:
                 raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} in use")
             if method.if_empty and queue.ready:
-                raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} is not empty")
+                raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} not empty")
             count = self.vhost.delete_queue(queue)
         if not method.nowait:
             self.reply(commands.Queue.DeleteOk(message_count=count))
@@ -257,7 +261,7 @@ class Channel:
 
     def on_basic_qos(self, method: commands.Basic.Qos) -> None:
         if method.prefetch_size:
-            raise errors.ChannelError(
+            raise errors.ConnectionError(
                 errors.NOT_IMPLEMENTED, f"prefetch_size!=0 ({method.prefetch_size})"
             )
         if method.global_:
@@ -356,16 +360,15 @@ class Channel:
 
     def _take_deliveries(self, delivery_tag: int, multiple: bool) -> list[Delivery]:
         unacked = self.unacked
-        if multiple:
+        if multiple and (delivery_tag == 0 or delivery_tag in unacked):
             taken = []
             while unacked:
                 tag = next(iter(unacked))
                 if delivery_tag and tag > delivery_tag:
                     break
                 taken.append(unacked.popitem(last=False)[1])
-            if taken or delivery_tag == 0:
-                return taken
-        else:
+            return taken
+        if not multiple:
             delivery = unacked.pop(delivery_tag, None)
             if delivery is not None:
                 return [delivery]
@@ -390,7 +393,7 @@ class Channel:
             queue.dispatch()
 
     def _check_known(self, delivery_tag: int, multiple: bool) -> None:
-        if multiple and (delivery_tag == 0 or any(t <= delivery_tag for t in self.unacked)):
+        if multiple and delivery_tag == 0:
             return
         if delivery_tag not in self.unacked:
             raise errors.ChannelError(
@@ -419,12 +422,12 @@ class Channel:
 
     def on_basic_recover(self, method) -> None:
         if not method.requeue:
-            raise errors.ChannelError(errors.NOT_IMPLEMENTED, "requeue=false")
+            raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "requeue=false")
+        if isinstance(method, commands.Basic.Recover):
+            self.reply(commands.Basic.RecoverOk())  # RabbitMQ answers before redelivering
         deliveries = list(self.unacked.values())
         self.unacked.clear()
         self._requeue(deliveries)
-        if isinstance(method, commands.Basic.Recover):
-            self.reply(commands.Basic.RecoverOk())
 
     # -- basic: publishing ------------------------------------------------------------
 

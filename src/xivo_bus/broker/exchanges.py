@@ -253,7 +253,8 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
 def exchange_class(type_name: str) -> type[Exchange]:
     cls = EXCHANGE_TYPES.get(type_name)
     if cls is None:
+        adjective = "unknown" if type_name.startswith("x-") else "invalid"
         raise errors.ConnectionError(
-            errors.COMMAND_INVALID, f"invalid exchange type '{type_name}'", 40, 10
+            errors.COMMAND_INVALID, f"{adjective} exchange type '{type_name}'", 40, 10
         )
     return cls

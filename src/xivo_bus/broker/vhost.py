@@ -65,9 +65,37 @@ def _inequivalent(
     )
 
 
-def check_arguments(what: str, name: str, vhost: str, received: dict, current: dict) -> None:
-    """Redeclaring with different x-arguments is refused, as RabbitMQ does."""
-    for key in sorted(set(received) | set(current)):
+# The declaration arguments RabbitMQ checks for equivalence on redeclare; others are
+# accepted and ignored.
+EXCHANGE_ARGUMENTS = ("alternate-exchange",)
+QUEUE_ARGUMENTS = (
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-quorum-initial-group-size",
+    "x-delivery-limit",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
+    "x-initial-cluster-size",
+    "x-max-age",
+)
+
+
+def check_arguments(
+    what: str, name: str, vhost: str, received: dict, current: dict, checked: tuple[str, ...]
+) -> None:
+    """Redeclaring with different arguments is refused, as RabbitMQ does."""
+    for key in checked:
         if received.get(key) == current.get(key):
             continue
         if key not in current:
@@ -85,11 +113,9 @@ def check_arguments(what: str, name: str, vhost: str, received: dict, current: d
                 f"'{_type_name(cur)}'"
             )
         else:
-            got, cur = received[key], current[key]
             text = (
                 f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
-                f"received the value '{_shown(got)}' of type '{_type_name(got)}' but current "
-                f"is the value '{_shown(cur)}' of type '{_type_name(cur)}'"
+                f"received '{_shown(received[key])}' but current is '{_shown(current[key])}'"
             )
         raise errors.ChannelError(errors.PRECONDITION_FAILED, text)
 
@@ -124,12 +150,15 @@ class VHost:
 
     def check_exclusive(self, queue: Queue, connection: Connection | None) -> None:
         if queue.exclusive_owner is not None and queue.exclusive_owner is not connection:
-            raise errors.ChannelError(
-                errors.RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
-                f"'{self.name}'. It could be originally declared on another connection or the "
-                "exclusive property value does not match that of the original declaration.",
-            )
+            raise self._locked(queue)
+
+    def _locked(self, queue: Queue) -> errors.ChannelError:
+        return errors.ChannelError(
+            errors.RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+            f"'{self.name}'. It could be originally declared on another connection or the "
+            "exclusive property value does not match that of the original declaration.",
+        )
 
     # -- exchanges --------------------------------------------------------------------
 
@@ -157,7 +186,7 @@ class VHost:
         ):
             if got != cur:
                 raise _inequivalent(what, name, self.name, arg, _bool(got), _bool(cur))
-        check_arguments(what, name, self.name, arguments, existing.arguments)
+        check_arguments(what, name, self.name, arguments, existing.arguments, EXCHANGE_ARGUMENTS)
         return existing
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
@@ -196,15 +225,16 @@ class VHost:
                 connection.exclusive_queues.append(queue)
             return queue
         self.check_exclusive(existing, connection)
+        if exclusive != existing.exclusive:
+            raise self._locked(existing)  # RabbitMQ answers 405 here, not 406
         what = "queue"
         for arg, got, cur in (
             ("durable", durable, existing.durable),
-            ("exclusive", exclusive, existing.exclusive),
             ("auto_delete", auto_delete, existing.auto_delete),
         ):
             if got != cur:
                 raise _inequivalent(what, name, self.name, arg, _bool(got), _bool(cur))
-        check_arguments(what, name, self.name, arguments, existing.arguments)
+        check_arguments(what, name, self.name, arguments, existing.arguments, QUEUE_ARGUMENTS)
         return existing
 
     def delete_queue(self, queue: Queue) -> int:
