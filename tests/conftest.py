@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -72,3 +75,43 @@ def fresh_broker():
 def name(request) -> str:
     """A unique name for queues and exchanges of one test."""
     return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+
+class ChildLines:
+    """The stdout lines of a child process, read by a thread, awaited with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.lines: list[str] = []  # every line read so far
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _next(self, deadline: float) -> str | None:
+        try:
+            line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"child output stalled; so far: {self.lines}") from None
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for(self, prefix: str, timeout: float = 10) -> str:
+        """The next line starting with ``prefix``; fails on timeout or end of output."""
+        deadline = time.monotonic() + timeout
+        while (line := self._next(deadline)) is not None:
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"output ended before a {prefix!r} line: {self.lines}")
+
+    def rest(self, timeout: float = 10) -> list[str]:
+        """Read to the end of the child's output; returns every line read."""
+        deadline = time.monotonic() + timeout
+        while self._next(deadline) is not None:
+            pass
+        return self.lines

@@ -6,13 +6,9 @@ every property and header table reaches consumers exactly as published.
 
 from __future__ import annotations
 
-import struct
-
 from pamqp import commands, header
 
 from xivo_bus.amqp import errors
-
-_flags = struct.Struct(">H")
 
 
 def decode(raw: bytes) -> commands.Basic.Properties:
@@ -33,4 +29,9 @@ def encode(properties: commands.Basic.Properties) -> bytes:
     return properties.marshal()
 
 
-EMPTY = _flags.pack(0)
+_USER_ID_FLAG = 0x0010
+
+
+def has_user_id(raw: bytes) -> bool:
+    """Whether the user_id property is set, without decoding anything."""
+    return len(raw) >= 2 and bool(raw[1] & _USER_ID_FLAG)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
-from xivo_bus.amqp import errors, frames
+from xivo_bus.amqp import errors, frames, properties
 from xivo_bus.broker.message import Entry, Message
 from xivo_bus.broker.queue import Consumer, Queue
 
@@ -446,6 +446,14 @@ class Channel:
         if method.immediate:
             raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "immediate=true")
         message = Message(method.exchange, method.routing_key, raw_properties, body)
+        if properties.has_user_id(raw_properties):
+            user_id = message.properties.user_id
+            if user_id != self.connection.user.name:
+                raise errors.ChannelError(
+                    errors.PRECONDITION_FAILED,
+                    f"user_id property set to '{user_id}' but authenticated user was "
+                    f"'{self.connection.user.name}'",
+                )
         if self.tx is not None:
             self.tx.append((exchange, message, method.mandatory))
             return
