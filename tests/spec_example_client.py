@@ -5,7 +5,8 @@ Listens for call_form_result CTI events. Usage::
 
     spec_example_client.py [PORT [MAX_MESSAGES]]
 
-PORT defaults to $XIVO_BUS_PORT, else 5672 as in the spec. With MAX_MESSAGES the client
+PORT defaults to $XIVO_BUS_PORT, else 5672 as in the spec; MAX_MESSAGES defaults to
+$XIVO_BUS_EXIT_AFTER, else 0 (run forever, as in the spec). With MAX_MESSAGES the client
 stops after that many messages, closes its channel and reports, from a second channel,
 how many messages its queue still holds (0 when every ack reached the broker).
 Progress lines ("ready", "acked", "left") are for the test suite; the rest is the spec.
@@ -19,7 +20,7 @@ import pika
 
 def main(argv: list[str]) -> int:
     port = int(argv[1]) if len(argv) > 1 else int(os.environ.get("XIVO_BUS_PORT", "5672"))
-    limit = int(argv[2]) if len(argv) > 2 else 0
+    limit = int(argv[2]) if len(argv) > 2 else int(os.environ.get("XIVO_BUS_EXIT_AFTER", "0"))
 
     connection = pika.BlockingConnection(pika.ConnectionParameters("localhost", port))
     channel = connection.channel()

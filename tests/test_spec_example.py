@@ -51,10 +51,9 @@ def start_client(port: int, how: str, limit: int = 1) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if how == "argv":
         args = [str(port), str(limit)]
-    else:  # port from the environment: the spec's command line, plus the stop count
-        env["XIVO_BUS_PORT"] = str(port)
-        args = [os.environ.get("XIVO_BUS_PORT", str(port)), str(limit)]
-        args[0] = env["XIVO_BUS_PORT"]
+    else:  # the spec's bare command line, the rest from the environment
+        env.update(XIVO_BUS_PORT=str(port), XIVO_BUS_EXIT_AFTER=str(limit))
+        args = []
     return subprocess.Popen(
         [sys.executable, str(CLIENT), *args], stdout=subprocess.PIPE, text=True, env=env
     )

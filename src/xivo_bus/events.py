@@ -8,7 +8,7 @@ pydantic. No I/O here.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
@@ -75,8 +75,9 @@ class GenericEvent:
         return self.name
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, GenericEvent) and (self.name, self.data) == (other.name, other.data)
+        return isinstance(other, GenericEvent) and (self.name, self.data) == (
+            other.name,
+            other.data,
         )
 
     def __repr__(self) -> str:
@@ -103,7 +104,7 @@ def encode(event: AnyEvent) -> tuple[bytes, dict]:
     ``content_type``, the ``timestamp`` property and the headers ``name`` and
     ``timestamp`` (ISO 8601, UTC, to the microsecond, so a consumer can see any delay).
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = json.dumps({"name": event.name, "data": event.data}, ensure_ascii=False)
     properties = {
         "content_type": CONTENT_TYPE,

@@ -1,0 +1,658 @@
+"""Byte-level tests of the sans-I/O codec (``xivo_bus.amqp``): no sockets, no broker.
+
+The reader is driven with exact bytes; the hand-written hot codecs are compared byte for
+byte with pamqp, the reference encoder; framing errors must carry RabbitMQ's reply codes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pamqp import body as pamqp_body
+from pamqp import commands, frame, header
+
+from xivo_bus.amqp import errors, frames, properties
+
+HEADER = frames.PROTOCOL_HEADER
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def raw_frame(frame_type: int, channel: int, payload: bytes, end: int = frames.FRAME_END) -> bytes:
+    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
+
+
+def method_payload(class_id: int, method_id: int, args: bytes = b"") -> bytes:
+    return struct.pack(">HH", class_id, method_id) + args
+
+
+def content_header(body_size: int, props: commands.Basic.Properties | None = None) -> bytes:
+    return header.ContentHeader(0, body_size, props or commands.Basic.Properties()).marshal()
+
+
+def publish_frames(
+    channel: int,
+    body: bytes,
+    chunk: int | None = None,
+    props: commands.Basic.Properties | None = None,
+    routing_key: str = "rk",
+) -> bytes:
+    """basic.publish + content header + body frames of ``chunk`` bytes (one if None)."""
+    data = frame.marshal(commands.Basic.Publish(exchange="", routing_key=routing_key), channel)
+    data += frame.marshal(header.ContentHeader(0, len(body), props), channel)
+    chunk = chunk or max(len(body), 1)
+    for start in range(0, len(body), chunk):
+        data += frame.marshal(pamqp_body.ContentBody(body[start : start + chunk]), channel)
+    return data
+
+
+def describe(event: frames.Event) -> tuple:
+    """A comparable, hashable-free summary of an event."""
+    if isinstance(event, frames.ProtocolHeader):
+        return ("header", event.raw, event.valid)
+    if isinstance(event, frames.Heartbeat):
+        return ("heartbeat", event.channel)
+    fields = (event.channel, event.method.index, dict(event.method))
+    if isinstance(event, frames.ContentFrame):
+        return ("content", *fields, bytes(event.properties), bytes(event.body))
+    return ("method", *fields)
+
+
+def drain(reader: frames.FrameReader) -> list[tuple]:
+    out = []
+    while (event := reader.next_event()) is not None:
+        out.append(describe(event))
+    return out
+
+
+def parse(data: bytes, step: int | None = None, frame_max: int | None = None) -> list[tuple]:
+    """Feed ``data`` (``step`` bytes at a time) and return every event, header included;
+    ``frame_max`` is the negotiated maximum, as tune-ok would set it."""
+    reader = frames.FrameReader()
+    if frame_max is not None:
+        reader.frame_max = frame_max
+    step = step or len(data) or 1
+    out: list[tuple] = []
+    for start in range(0, len(data), step):
+        reader.feed(data[start : start + step])
+        out += drain(reader)
+    return out
+
+
+def opened_reader(frame_max: int | None = None) -> frames.FrameReader:
+    """A reader that has already accepted a valid protocol header."""
+    reader = frames.FrameReader()
+    reader.feed(HEADER)
+    assert describe(reader.next_event()) == ("header", HEADER, True)
+    if frame_max is not None:
+        reader.frame_max = frame_max
+    return reader
+
+
+def framing_error(data: bytes, frame_max: int | None = None) -> errors.ConnectionError:
+    """The ConnectionError raised by a reader fed a valid header then ``data``."""
+    reader = opened_reader(frame_max)
+    reader.feed(data)
+    with pytest.raises(errors.ConnectionError) as caught:
+        drain(reader)
+    return caught.value
+
+
+class _Unchecked:
+    """Mixin dropping pamqp's argument validation (exchange-name regex, 127-char limit),
+    so pamqp can encode any short string the wire allows."""
+
+    def validate(self) -> None:
+        pass
+
+
+class UncheckedPublish(_Unchecked, commands.Basic.Publish):
+    pass
+
+
+class UncheckedDeliver(_Unchecked, commands.Basic.Deliver):
+    pass
+
+
+# -- strategies -----------------------------------------------------------------------
+
+short_strings = st.text(max_size=255).map(
+    lambda s: s.encode("utf-8")[:255].decode("utf-8", "ignore")
+)
+delivery_tags = st.integers(min_value=0, max_value=2**64 - 1)
+channels = st.integers(min_value=1, max_value=65535)
+frame_maxes = st.one_of(
+    st.sampled_from([4096, 4097, 8192, 65536, 131072]), st.integers(4096, 131072)
+)
+
+
+@st.composite
+def bodies(draw, max_size: int = 300_000) -> bytes:
+    """Bodies of 0..300000 bytes, cheap to draw: a short pattern repeated."""
+    pattern = draw(st.binary(min_size=1, max_size=32))
+    size = draw(
+        st.one_of(
+            st.integers(0, 16),
+            st.integers(0, max_size),
+            st.sampled_from([4087, 4088, 4089, 8176, 131063, 131064, 131065, max_size]),
+        )
+    )
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+# -- protocol header ------------------------------------------------------------------
+
+
+def test_good_protocol_header():
+    assert parse(HEADER) == [("header", HEADER, True)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"AMQP\x00\x00\x08\x00",
+        b"AMQP\x00\x00\x09\x00",
+        b"AMQP\x01\x01\x00\x0a",
+        b"AMQP\x03\x01\x00\x00",
+        b"AMQP\x00\x01\x00\x00",
+    ],
+)
+def test_wrong_amqp_protocol_header(raw):
+    assert parse(raw) == [("header", raw, False)]
+
+
+def test_non_amqp_header_rejected_without_waiting_for_eight_bytes():
+    """``HTTP`` can never become ``AMQP``: no need to wait for more octets."""
+    assert parse(b"HTTP") == [("header", b"HTTP", False)]
+    assert parse(b"G") == [("header", b"G", False)]
+
+
+def test_partial_protocol_header_waits():
+    reader = frames.FrameReader()
+    for octet in range(len(HEADER) - 1):
+        reader.feed(HEADER[octet : octet + 1])
+        assert reader.next_event() is None
+    reader.feed(HEADER[-1:])
+    assert drain(reader) == [("header", HEADER, True)]
+
+
+def test_header_followed_by_frames_in_same_chunk():
+    data = HEADER + frames.HEARTBEAT_FRAME
+    assert parse(data) == [("header", HEADER, True), ("heartbeat", 0)]
+
+
+# -- splitting at every byte boundary -------------------------------------------------
+
+
+def _mixed_stream() -> bytes:
+    props = commands.Basic.Properties(content_type="text/plain", headers={"k": "v", "n": 7})
+    return b"".join(
+        [
+            HEADER,
+            frame.marshal(commands.Channel.Open(), 1),
+            frame.marshal(
+                commands.Queue.Declare(queue="q-1", durable=True, arguments={"x-max-length": 3}),
+                1,
+            ),
+            frames.HEARTBEAT_FRAME,
+            publish_frames(1, b"hello world", chunk=4, props=props),
+            publish_frames(2, b""),
+            frame.marshal(commands.Basic.Ack(delivery_tag=2**64 - 1, multiple=True), 1),
+            frame.marshal(commands.Basic.Qos(prefetch_count=10), 3),
+        ]
+    )
+
+
+def test_stream_events():
+    events = parse(_mixed_stream())
+    assert [event[0] for event in events] == [
+        "header",
+        "method",
+        "method",
+        "heartbeat",
+        "content",
+        "content",
+        "method",
+        "method",
+    ]
+    content = events[4]
+    assert content[1:3] == (1, frames.BASIC_PUBLISH)
+    assert content[3]["routing_key"] == "rk"
+    assert content[5] == b"hello world"
+    assert properties.decode(content[4]).headers == {"k": "v", "n": 7}
+    assert events[5][1] == 2 and events[5][5] == b""
+    assert events[6][3] == {"delivery_tag": 2**64 - 1, "multiple": True}
+
+
+def test_one_byte_at_a_time_gives_same_events():
+    data = _mixed_stream()
+    assert parse(data, step=1) == parse(data)
+
+
+def test_split_at_every_byte_boundary_gives_same_events():
+    data = _mixed_stream()
+    expected = parse(data)
+    for cut in range(1, len(data)):
+        reader = frames.FrameReader()
+        reader.feed(data[:cut])
+        got = drain(reader)
+        reader.feed(data[cut:])
+        got += drain(reader)
+        assert got == expected, f"split at {cut}"
+
+
+# -- content assembly -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "chunk"),
+    [(b"", None), (b"x", None), (b"0123456789", None), (b"0123456789", 1), (b"0123456789", 3)],
+    ids=["empty", "one-byte", "one-frame", "ten-frames", "uneven-frames"],
+)
+def test_content_assembly(body, chunk):
+    props = commands.Basic.Properties(delivery_mode=2, message_id="m1")
+    events = parse(HEADER + publish_frames(5, body, chunk=chunk, props=props))
+    assert len(events) == 2
+    kind, channel, index, method, raw_props, got = events[1]
+    assert (kind, channel, index, got) == ("content", 5, frames.BASIC_PUBLISH, body)
+    assert raw_props == props.marshal()
+    assert method["exchange"] == "" and method["routing_key"] == "rk"
+
+
+def test_interleaved_content_of_two_channels():
+    """Frames of different channels may interleave; each channel assembles its own."""
+    one = [
+        frame.marshal(commands.Basic.Publish(routing_key="one"), 1),
+        frame.marshal(header.ContentHeader(0, 6), 1),
+        frame.marshal(pamqp_body.ContentBody(b"abc"), 1),
+        frame.marshal(pamqp_body.ContentBody(b"def"), 1),
+    ]
+    two = [
+        frame.marshal(commands.Basic.Publish(routing_key="two"), 2),
+        frame.marshal(header.ContentHeader(0, 4), 2),
+        frame.marshal(pamqp_body.ContentBody(b"12"), 2),
+        frame.marshal(pamqp_body.ContentBody(b"34"), 2),
+    ]
+    data = HEADER + b"".join(a + b for a, b in zip(one, two, strict=True))
+    data += frame.marshal(commands.Basic.Ack(delivery_tag=1), 3)
+    events = parse(data)[1:]
+    assert [(e[0], e[1], e[-1] if e[0] == "content" else None) for e in events] == [
+        ("content", 1, b"abcdef"),
+        ("content", 2, b"1234"),
+        ("method", 3, None),
+    ]
+    assert events[0][3]["routing_key"] == "one" and events[1][3]["routing_key"] == "two"
+
+
+def test_heartbeat_between_content_frames_is_allowed():
+    data = (
+        frame.marshal(commands.Basic.Publish(routing_key="k"), 1)
+        + frame.marshal(header.ContentHeader(0, 2), 1)
+        + frames.HEARTBEAT_FRAME
+        + frame.marshal(pamqp_body.ContentBody(b"ok"), 1)
+    )
+    assert [e[0] for e in parse(HEADER + data)] == ["header", "heartbeat", "content"]
+
+
+def test_abandon_content_forgets_partial_message():
+    reader = opened_reader()
+    reader.feed(frame.marshal(commands.Basic.Publish(routing_key="k"), 1))
+    assert drain(reader) == []
+    reader.abandon_content(1)
+    reader.feed(frame.marshal(commands.Channel.CloseOk(), 1))
+    assert drain(reader)[0][:3] == ("method", 1, commands.Channel.CloseOk.index)
+
+
+def test_frame_of_exactly_frame_max_is_accepted():
+    payload = b"y" * (4096 - frames.FRAME_OVERHEAD)
+    data = (
+        frame.marshal(commands.Basic.Publish(routing_key="k"), 1)
+        + frame.marshal(header.ContentHeader(0, len(payload)), 1)
+        + raw_frame(frames.FRAME_BODY, 1, payload)
+    )
+    assert parse(HEADER + data, frame_max=4096)[-1][-1] == payload
+
+
+# -- framing errors -------------------------------------------------------------------
+
+PUBLISH_1 = frame.marshal(commands.Basic.Publish(routing_key="k"), 1)
+HEADER_5_ON_1 = frame.marshal(header.ContentHeader(0, 5), 1)
+DECLARE_1 = frame.marshal(commands.Queue.Declare(queue="q"), 1)
+
+FRAMING_ERRORS = {
+    # RabbitMQ: 501 FRAME_ERROR as soon as the frame header announces too large a frame.
+    "frame-too-large": (raw_frame(frames.FRAME_BODY, 1, b"x" * 4089)[:7], errors.FRAME_ERROR),
+    "frame-too-large-huge-size": (struct.pack(">BHI", 1, 1, 0x7FFFFFFF), errors.FRAME_ERROR),
+    "bad-frame-end": (raw_frame(1, 1, method_payload(20, 10, b"\x00"), end=0), errors.FRAME_ERROR),
+    "unknown-frame-type-9": (raw_frame(9, 1, b"abc"), errors.FRAME_ERROR),
+    "unknown-frame-type-4": (raw_frame(4, 1, b"abc"), errors.FRAME_ERROR),
+    "unknown-frame-type-0": (raw_frame(0, 0, b""), errors.FRAME_ERROR),
+    "header-without-method": (HEADER_5_ON_1, errors.UNEXPECTED_FRAME),
+    "header-on-channel-0": (frame.marshal(header.ContentHeader(0, 5), 0), errors.UNEXPECTED_FRAME),
+    "body-without-header": (raw_frame(3, 1, b"hello"), errors.UNEXPECTED_FRAME),
+    "body-after-method-no-header": (PUBLISH_1 + raw_frame(3, 1, b"hi"), errors.UNEXPECTED_FRAME),
+    "method-while-header-expected": (PUBLISH_1 + DECLARE_1, errors.UNEXPECTED_FRAME),
+    "method-while-body-expected": (PUBLISH_1 + HEADER_5_ON_1 + DECLARE_1, errors.UNEXPECTED_FRAME),
+    "second-header": (PUBLISH_1 + HEADER_5_ON_1 + HEADER_5_ON_1, errors.UNEXPECTED_FRAME),
+    "body-after-empty-content": (
+        PUBLISH_1 + frame.marshal(header.ContentHeader(0, 0), 1) + raw_frame(3, 1, b"x"),
+        errors.UNEXPECTED_FRAME,
+    ),
+    "heartbeat-on-channel-1": (raw_frame(frames.FRAME_HEARTBEAT, 1, b""), errors.FRAME_ERROR),
+    "unknown-class": (raw_frame(1, 1, method_payload(99, 10)), errors.COMMAND_INVALID),
+    "unknown-method": (raw_frame(1, 1, method_payload(50, 99)), errors.COMMAND_INVALID),
+    "method-payload-under-4-bytes": (raw_frame(1, 1, b"\x00\x32"), errors.FRAME_ERROR),
+    "truncated-method-arguments": (
+        raw_frame(1, 1, method_payload(50, 10, b"\x00\x00\x05ab")),
+        errors.FRAME_ERROR,
+    ),
+    "truncated-publish-short-string": (
+        raw_frame(1, 1, method_payload(60, 40, b"\x00\x00\x09amq")),
+        errors.FRAME_ERROR,
+    ),
+    "publish-invalid-utf8": (
+        raw_frame(1, 1, method_payload(60, 40, b"\x00\x00\x02\xff\xfe\x00\x00")),
+        errors.FRAME_ERROR,
+    ),
+    "truncated-ack": (raw_frame(1, 1, method_payload(60, 80, b"\x00" * 8)), errors.FRAME_ERROR),
+    "truncated-content-header": (
+        PUBLISH_1 + raw_frame(2, 1, struct.pack(">HHQ", 60, 0, 5)),
+        errors.FRAME_ERROR,
+    ),
+    "content-header-wrong-class": (
+        PUBLISH_1 + raw_frame(2, 1, struct.pack(">HHQH", 50, 0, 5, 0)),
+        errors.FRAME_ERROR,
+    ),
+    "body-larger-than-declared": (
+        PUBLISH_1 + frame.marshal(header.ContentHeader(0, 3), 1) + raw_frame(3, 1, b"hello"),
+        errors.FRAME_ERROR,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("data", "reply_code"), list(FRAMING_ERRORS.values()), ids=list(FRAMING_ERRORS)
+)
+def test_framing_error(data, reply_code):
+    error = framing_error(data, frame_max=4096)
+    assert error.reply_code == reply_code, error.reply_text
+    assert error.reply_text.startswith(errors.REPLY_NAMES[reply_code] + " - ")
+
+
+def test_frame_too_large_is_relative_to_negotiated_frame_max():
+    body = raw_frame(frames.FRAME_BODY, 1, b"x" * 5000)
+    setup = PUBLISH_1 + frame.marshal(header.ContentHeader(0, 5000), 1)
+    assert framing_error(setup + body, frame_max=4096).reply_code == errors.FRAME_ERROR
+    assert parse(HEADER + setup + body, frame_max=8192)[-1][-1] == b"x" * 5000
+
+
+def test_unknown_method_carries_its_ids():
+    error = framing_error(raw_frame(1, 1, method_payload(50, 99)))
+    assert (error.class_id, error.method_id) == (50, 99)
+
+
+def test_error_is_raised_after_earlier_valid_events():
+    reader = opened_reader()
+    reader.feed(frames.HEARTBEAT_FRAME + raw_frame(9, 0, b""))
+    assert describe(reader.next_event()) == ("heartbeat", 0)
+    with pytest.raises(errors.ConnectionError):
+        reader.next_event()
+
+
+# -- hand-written codecs against pamqp ------------------------------------------------
+
+
+@given(exchange=short_strings, routing_key=short_strings, mandatory=st.booleans(),
+       immediate=st.booleans())
+def test_decode_publish_matches_pamqp(exchange, routing_key, mandatory, immediate):
+    sent = UncheckedPublish(
+        exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate
+    )
+    payload = frames.encode_method(sent)
+    reference = commands.Basic.Publish()
+    reference.unmarshal(payload[4:])
+    decoded = frames.decode_publish(payload)
+    assert dict(decoded) == dict(reference) == {
+        "ticket": 0,
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "mandatory": mandatory,
+        "immediate": immediate,
+    }
+    assert decoded.index == frames.BASIC_PUBLISH
+    assert frames.decode_method(payload).marshal() == reference.marshal()
+
+
+@given(delivery_tag=delivery_tags, multiple=st.booleans())
+def test_decode_ack_matches_pamqp(delivery_tag, multiple):
+    payload = frames.encode_method(
+        commands.Basic.Ack(delivery_tag=delivery_tag, multiple=multiple)
+    )
+    decoded = frames.decode_ack(payload)
+    assert dict(decoded) == {"delivery_tag": delivery_tag, "multiple": multiple}
+    assert frames.decode_method(payload).marshal() == payload[4:]
+
+
+@given(consumer_tag=short_strings, delivery_tag=delivery_tags, redelivered=st.booleans(),
+       exchange=short_strings, routing_key=short_strings)
+def test_deliver_payload_matches_pamqp(consumer_tag, delivery_tag, redelivered, exchange,
+                                       routing_key):
+    expected = frames.encode_method(
+        UncheckedDeliver(
+            consumer_tag=consumer_tag,
+            delivery_tag=delivery_tag,
+            redelivered=redelivered,
+            exchange=exchange,
+            routing_key=routing_key,
+        )
+    )
+    got = frames.deliver_payload(
+        frames.short_str(consumer_tag),
+        delivery_tag,
+        redelivered,
+        frames.short_str(exchange),
+        frames.short_str(routing_key),
+    )
+    assert got == expected
+
+
+def _pamqp_content(channel, method, props, body, frame_max) -> bytes:
+    data = frame.marshal(method, channel)
+    data += frame.marshal(header.ContentHeader(0, len(body), props), channel)
+    chunk = frame_max - frames.FRAME_OVERHEAD
+    for start in range(0, len(body), chunk):
+        data += frame.marshal(pamqp_body.ContentBody(body[start : start + chunk]), channel)
+    return data
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(channel=channels, delivery_tag=delivery_tags, redelivered=st.booleans(),
+       routing_key=short_strings, body=bodies(), frame_max=frame_maxes,
+       message_id=st.none() | short_strings)
+def test_content_frames_match_pamqp(channel, delivery_tag, redelivered, routing_key, body,
+                                    frame_max, message_id):
+    deliver = UncheckedDeliver(
+        consumer_tag="ctag", delivery_tag=delivery_tag, redelivered=redelivered,
+        exchange="ex", routing_key=routing_key,
+    )
+    props = commands.Basic.Properties(message_id=message_id or None, delivery_mode=2)
+    pieces = frames.content_frames(
+        channel, frames.encode_method(deliver), props.marshal(), body, frame_max
+    )
+    assert b"".join(pieces) == _pamqp_content(channel, deliver, props, body, frame_max)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(channel=channels, body=bodies(), frame_max=frame_maxes, routing_key=short_strings)
+def test_content_frames_read_back(channel, body, frame_max, routing_key):
+    """What content_frames writes, FrameReader (with the same frame_max) reads back."""
+    publish = UncheckedPublish(exchange="", routing_key=routing_key)
+    props = commands.Basic.Properties(content_type="application/octet-stream")
+    data = b"".join(
+        frames.content_frames(
+            channel, frames.encode_method(publish), props.marshal(), body, frame_max
+        )
+    )
+    events = parse(HEADER + data, frame_max=frame_max)
+    assert len(events) == 2
+    assert events[1][1] == channel and events[1][3]["routing_key"] == routing_key
+    assert events[1][4] == props.marshal() and events[1][5] == body
+
+
+def test_method_frame_matches_pamqp():
+    method = commands.Queue.Bind(queue="q", exchange="x", routing_key="k", arguments={"a": 1})
+    assert frames.method_frame(7, method) == frame.marshal(method, 7)
+    assert frames.HEARTBEAT_FRAME == raw_frame(frames.FRAME_HEARTBEAT, 0, b"")
+
+
+# -- fuzzing --------------------------------------------------------------------------
+
+KNOWN_INDEXES = sorted(commands.INDEX_MAPPING)
+
+
+@st.composite
+def plausible_frames(draw) -> bytes:
+    """Well-framed frames of any type with random payloads, so the fuzzer gets past the
+    frame header into method, header and body decoding."""
+    frame_type = draw(st.sampled_from([1, 1, 1, 2, 3, 8, 0, 4, 9, 255]))
+    channel = draw(st.sampled_from([0, 1, 2, 65535]))
+    payload = draw(st.binary(max_size=64))
+    if frame_type == 1 and draw(st.booleans()):
+        payload = struct.pack(">I", draw(st.sampled_from(KNOWN_INDEXES))) + payload
+    elif frame_type == 2 and draw(st.booleans()):
+        payload = struct.pack(">HHQ", 60, 0, draw(st.integers(0, 70))) + payload
+    end = draw(st.sampled_from([frames.FRAME_END] * 9 + [0]))
+    return raw_frame(frame_type, channel, payload, end)
+
+
+def _fuzz_reader(data: bytes, step: int) -> None:
+    reader = opened_reader()
+    try:
+        for start in range(0, len(data), step):
+            reader.feed(data[start : start + step])
+            drain(reader)
+    except errors.ConnectionError as error:
+        assert error.reply_code in errors.REPLY_NAMES
+        assert isinstance(error.reply_text, str)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.binary(max_size=400), step=st.integers(1, 64))
+def test_fuzz_reader_arbitrary_bytes(data, step):
+    _fuzz_reader(data, step)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    prefix=st.lists(plausible_frames(), max_size=8),
+    publish=st.booleans(),
+    step=st.integers(1, 200),
+)
+def test_fuzz_reader_plausible_frames(prefix, publish, step):
+    start = PUBLISH_1 if publish else b""
+    _fuzz_reader(start + b"".join(prefix), step)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_properties_decode(raw):
+    try:
+        properties.decode(raw)
+    except errors.ConnectionError as error:
+        assert error.reply_code == errors.FRAME_ERROR
+
+
+@settings(max_examples=300, deadline=None)
+@given(flags=st.integers(0, 0xFFFF), rest=st.binary(max_size=200))
+def test_fuzz_properties_decode_with_flags(flags, rest):
+    """Arbitrary flag words make the decoder walk every property type."""
+    try:
+        properties.decode(struct.pack(">H", flags & 0xFFFE) + rest)
+    except errors.ConnectionError as error:
+        assert error.reply_code == errors.FRAME_ERROR
+
+
+# -- properties round trip ------------------------------------------------------------
+
+
+def _all_properties(**overrides) -> commands.Basic.Properties:
+    values = {
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        "headers": {"s": "str", "i": -5, "big": 2**40, "b": True, "t": {"nested": [1, "two"]}},
+        "delivery_mode": 2,
+        "priority": 9,
+        "correlation_id": "corr-é",
+        "reply_to": "amq.rabbitmq.reply-to",
+        "expiration": "60000",
+        "message_id": "id-1",
+        "timestamp": datetime.datetime(2024, 5, 17, 12, 30, 45, tzinfo=datetime.UTC),
+        "message_type": "event",
+        "user_id": "guest",
+        "app_id": "xivo",
+    }
+    values.update(overrides)
+    props = commands.Basic.Properties(**values)
+    # pamqp refuses a non-empty cluster_id in the constructor; the wire allows it.
+    props.cluster_id = overrides.get("cluster_id", "cluster")
+    return props
+
+
+def _assert_round_trip(props: commands.Basic.Properties) -> None:
+    raw = properties.encode(props)
+    decoded = properties.decode(raw)
+    for name in commands.Basic.Properties.__slots__:
+        assert getattr(decoded, name) == getattr(props, name), name
+    assert properties.encode(decoded) == raw
+
+
+def test_properties_round_trip_all_fourteen():
+    props = _all_properties()
+    raw = properties.encode(props)
+    assert struct.unpack(">H", raw[:2])[0] == 0xFFFC  # all 14 flag bits
+    _assert_round_trip(props)
+
+
+def test_properties_empty():
+    assert properties.EMPTY == b"\x00\x00"
+    decoded = properties.decode(properties.EMPTY)
+    assert all(getattr(decoded, name) in (None, "") for name in decoded.__slots__)
+
+
+header_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(min_size=1, max_size=20), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=short_strings,
+    headers=st.dictionaries(st.text(min_size=1, max_size=30), header_values, max_size=6),
+    delivery_mode=st.sampled_from([1, 2]),
+    priority=st.integers(0, 255),
+    timestamp=st.integers(0, 2**33).map(
+        lambda s: datetime.datetime.fromtimestamp(s, datetime.UTC)
+    ),
+)
+def test_properties_round_trip_hypothesis(text, headers, delivery_mode, priority, timestamp):
+    _assert_round_trip(
+        _all_properties(
+            content_type=text or "x",
+            correlation_id=text or "y",
+            headers=headers,
+            delivery_mode=delivery_mode,
+            priority=priority,
+            timestamp=timestamp,
+        )
+    )
