@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
 import sys
+from datetime import datetime
 
 from xivo_bus import __version__
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_PORT, Broker
+
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
 def _install_uvloop() -> None:
@@ -20,23 +25,107 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    broker = Broker()
-    try:
-        host, port = await broker.start(args.host, args.port)
-    except OSError as error:
-        print(
-            f"xivo-bus: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr
-        )
-        return 1
-    print(f"xivo-bus {__version__}: accepting AMQP connections on {host}:{port}", flush=True)
+def _fail(message: str) -> int:
+    print(f"xivo-bus: {message}", file=sys.stderr)
+    return 1
+
+
+async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    broker = Broker()
+    try:
+        host, port = await broker.start(args.host, args.port)
+    except OSError as error:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
+    print(f"xivo-bus {__version__}: accepting AMQP connections on {host}:{port}", flush=True)
+    await _until_signalled()
     print("xivo-bus: shutting down", flush=True)
     await broker.close()
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from xivo_bus import events
+
+    if args.what == "schema":
+        document = {
+            "schemas": {name: events.json_schema(cls) for name, cls in events.CATALOGUE.items()},
+            "asyncapi": events.asyncapi(),
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    for name, cls in events.CATALOGUE.items():
+        properties = cls.data_schema()["properties"]
+        fields = ", ".join(f"{field}: {_schema_type(spec)}" for field, spec in properties.items())
+        print(f"{name}\n  exchange {cls.exchange} ({cls.exchange_type}), routing key {name}")
+        print(f"  data: {{{fields}}}\n  {cls.description}")
+    return 0
+
+
+def _schema_type(spec: dict) -> str:
+    """A short reading of a JSON Schema type: ``integer``, ``object of string``."""
+    kind = spec.get("type", "any")
+    if kind == "object" and isinstance(spec.get("additionalProperties"), dict):
+        return f"object of {_schema_type(spec['additionalProperties'])}"
+    return kind
+
+
+async def _publish(args: argparse.Namespace) -> int:
+    from xivo_bus import client, events
+
+    try:
+        data = json.loads(args.data)
+    except ValueError as error:
+        return _fail(f"DATA_JSON is not valid JSON: {error}")
+    try:
+        event = events.make(args.event, data)
+    except events.EventError as error:
+        return _fail(str(error))
+    publisher = client.Publisher(args.url, timeout=args.timeout)
+    try:
+        await publisher.publish(event)
+    except client.PublishError as error:
+        return _fail(f"not published: {error}")
+    finally:
+        publisher.timeout = 0.5
+        await publisher.close()
+    print(f"published {event.name} to {event.exchange}", flush=True)
+    return 0
+
+
+def _print_event(event, as_json: bool) -> None:
+    if as_json:
+        line = json.dumps({"name": event.name, "data": event.data}, ensure_ascii=False)
+    else:
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        data = json.dumps(event.data, ensure_ascii=False)
+        line = f"{stamp}  {event.name}  {data}"
+    print(line, flush=True)
+
+
+async def _listen(args: argparse.Namespace) -> int:
+    from xivo_bus import client, events
+
+    names = args.events or list(events.CATALOGUE)
+    consumer = client.Consumer(args.url, timeout=args.timeout)
+    for name in names:
+        consumer.subscribe(name, lambda event: _print_event(event, args.json))
+    await consumer.start()
+    if not args.json:
+        print(
+            f"listening for {', '.join(names)} on {client._safe_url(args.url)} (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+    await _until_signalled()
+    await consumer.close()
     return 0
 
 
@@ -47,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
     serve = commands.add_parser("serve", help="run the AMQP broker in the foreground")
     serve.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
@@ -57,12 +147,57 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PORT,
         help=f"AMQP port (default {DEFAULT_PORT}; 0 picks a free one)",
     )
+
+    url_default = os.environ.get("XIVO_BUS_URL", DEFAULT_URL)
+    url_help = f"AMQP URL of the bus (default $XIVO_BUS_URL or {DEFAULT_URL})"
+
+    listing = commands.add_parser("events", help="list the event catalogue")
+    listing.add_argument(
+        "what",
+        nargs="?",
+        choices=["list", "schema"],
+        default="list",
+        help="'schema' prints JSON Schemas and an AsyncAPI document",
+    )
+
+    publish = commands.add_parser("publish", help="validate and publish one event")
+    publish.add_argument("event", metavar="EVENT", help="event name, e.g. call_form_result")
+    publish.add_argument("data", metavar="DATA_JSON", help="the event's data as JSON")
+    publish.add_argument("--url", default=url_default, help=url_help)
+    publish.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the broker's confirm (default 10)",
+    )
+
+    listen = commands.add_parser("listen", help="print events as they arrive")
+    listen.add_argument(
+        "events",
+        metavar="EVENT",
+        nargs="*",
+        help="event names (default: every event of the catalogue)",
+    )
+    listen.add_argument("--url", default=url_default, help=url_help)
+    listen.add_argument("--json", action="store_true", help="one JSON object per line")
+    listen.add_argument(
+        "--timeout", type=float, default=10.0, help="connection timeout in seconds (default 10)"
+    )
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    if args.command == "serve":
-        _install_uvloop()
-        return asyncio.run(_serve(args))
-    return 2
+    if args.log_level != "DEBUG":
+        # The AMQP client libraries log every failed connection attempt; our own
+        # messages already say what matters.
+        for name in ("aiormq", "aio_pika"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    if args.command == "publish" and args.log_level == "WARNING":
+        logging.getLogger("xivo_bus.client").setLevel(logging.ERROR)
+    if args.command == "events":
+        return _events(args)
+    _install_uvloop()
+    runner = {"serve": _serve, "publish": _publish, "listen": _listen}[args.command]
+    return asyncio.run(runner(args))
 
 
 if __name__ == "__main__":
