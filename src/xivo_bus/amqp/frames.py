@@ -140,16 +140,17 @@ class FrameReader:
             if size + FRAME_OVERHEAD > self.frame_max:
                 raise errors.ConnectionError(
                     errors.FRAME_ERROR,
-                    f"frame size {size + FRAME_OVERHEAD} larger than negotiated maximum "
-                    f"{self.frame_max}",
+                    f"type {frame_type}, all octets = <<>>: "
+                    f"{{frame_too_large,{size},{self.frame_max - FRAME_OVERHEAD}}}",
                 )
             end = offset + FRAME_HEADER_SIZE + size
             if available < FRAME_OVERHEAD + size:
                 return None
             if buffer[end] != FRAME_END:
+                octets = erlang_binary(buffer[offset + FRAME_HEADER_SIZE : end])
                 raise errors.ConnectionError(
                     errors.FRAME_ERROR,
-                    f"type {frame_type}, all octets = <<>>: "
+                    f"type {frame_type}, all octets = {octets}: "
                     f"{{invalid_frame_end_marker,{buffer[end]}}}",
                 )
             payload = bytes(buffer[offset + FRAME_HEADER_SIZE : end])
@@ -159,6 +160,8 @@ class FrameReader:
                 return event
 
     def _frame(self, frame_type: int, channel: int, payload: bytes) -> Event | None:
+        if channel == 0 and frame_type in (FRAME_HEADER, FRAME_BODY):
+            raise _unexpected_frame(frame_type, payload)
         partial = self._partial.get(channel)
         if frame_type == FRAME_METHOD:
             if partial is not None:
@@ -176,14 +179,18 @@ class FrameReader:
                 )
             if len(payload) < 14:
                 raise errors.ConnectionError(
-                    errors.FRAME_ERROR, "content header frame is truncated"
+                    errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload)}", 60, 40
                 )
-            class_id, _weight, body_size = _content_header.unpack_from(payload)
+            class_id, weight, body_size = _content_header.unpack_from(payload)
             if class_id != BASIC_CLASS:
                 raise errors.ConnectionError(
-                    errors.FRAME_ERROR,
-                    f"content header class {class_id} does not match method class 60",
+                    errors.UNEXPECTED_FRAME,
+                    f"expected content header for class 60, got one for class {class_id} instead",
+                    60,
+                    40,
                 )
+            if weight != 0:
+                raise _unexpected(partial)
             partial.body_size = body_size
             partial.properties = payload[12:]
             if body_size == 0:
@@ -211,14 +218,14 @@ class FrameReader:
             chunks = partial.chunks
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             return ContentFrame(channel, partial.method, partial.properties, body)
-        if frame_type == FRAME_HEARTBEAT:
+        if frame_type == FRAME_HEARTBEAT and not payload:
             if channel != 0:
-                raise errors.ConnectionError(
-                    errors.UNEXPECTED_FRAME,
-                    f"heartbeat frame on channel {channel}",
-                )
+                raise _unexpected_frame(frame_type, payload)
             return Heartbeat(channel)
-        raise errors.ConnectionError(errors.FRAME_ERROR, f"unknown frame type {frame_type}")
+        raise errors.ConnectionError(
+            errors.FRAME_ERROR,
+            f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
+        )
 
     def abandon_content(self, channel: int) -> None:
         """Forget a half-received content on a channel that is being closed."""
@@ -226,17 +233,38 @@ class FrameReader:
 
 
 def _unexpected(partial: _PartialContent) -> errors.ConnectionError:
+    expected = "content header for class 60" if partial.body_size == -1 else "content body"
     what = "content header" if partial.body_size == -1 else "content body"
     return errors.ConnectionError(
         errors.UNEXPECTED_FRAME,
-        f"expected {what} for class 60, got non {what} frame instead",
+        f"expected {expected}, got non {what} frame instead",
+        60,
+        40,
     )
+
+
+def _unexpected_frame(frame_type: int, payload: bytes) -> errors.ConnectionError:
+    return errors.ConnectionError(
+        errors.UNEXPECTED_FRAME, f"type {frame_type}, all octets = {erlang_binary(payload)}"
+    )
+
+
+def erlang_binary(data: bytes | bytearray) -> str:
+    """Octets written as RabbitMQ (Erlang) prints them in error texts: ``<<0,50>>``, or
+    ``<<"abc">>`` when all are printable."""
+    data = bytes(data)
+    if data and all(32 <= b < 127 for b in data):
+        text = data.decode("ascii").replace("\\", "\\\\").replace('"', '\\"')
+        return f'<<"{text}">>'
+    return "<<" + ",".join(str(b) for b in data) + ">>"
 
 
 def decode_method(payload: bytes) -> base.Frame:
     """Decode a method frame's payload, raising ``errors.ConnectionError`` when it cannot."""
     if len(payload) < 4:
-        raise errors.ConnectionError(errors.FRAME_ERROR, "method frame is truncated")
+        raise errors.ConnectionError(
+            errors.FRAME_ERROR, f"type 1, all octets = {erlang_binary(payload)}: unknown_frame"
+        )
     index = _method_index.unpack_from(payload)[0]
     if index == BASIC_PUBLISH:
         return decode_publish(payload)
@@ -246,7 +274,7 @@ def decode_method(payload: bytes) -> base.Frame:
     if cls is None:
         class_id, method_id = _method_id.unpack_from(payload)
         raise errors.ConnectionError(
-            errors.COMMAND_INVALID,
+            errors.NOT_IMPLEMENTED,
             f"unknown method (class {class_id}, method {method_id})",
             class_id,
             method_id,
@@ -254,15 +282,22 @@ def decode_method(payload: bytes) -> base.Frame:
     method = cls()
     try:
         method.unmarshal(payload[4:])
+    except UnicodeDecodeError as error:
+        raise _malformed_utf8() from error
     except Exception as error:  # pamqp raises many kinds on malformed arguments
-        class_id, method_id = _method_id.unpack_from(payload)
-        raise errors.ConnectionError(
-            errors.FRAME_ERROR,
-            f"cannot decode arguments of {cls.name}",
-            class_id,
-            method_id,
-        ) from error
+        raise _cannot_decode(payload) from error
     return method
+
+
+def _malformed_utf8() -> errors.ConnectionError:
+    return errors.ConnectionError(errors.FRAME_ERROR, "Malformed UTF-8 in shortstr")
+
+
+def _cannot_decode(payload: bytes) -> errors.ConnectionError:
+    class_id, method_id = _method_id.unpack_from(payload)
+    return errors.ConnectionError(
+        errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id
+    )
 
 
 def _short_str(payload: bytes, offset: int) -> tuple[str, int]:
@@ -279,10 +314,10 @@ def decode_publish(payload: bytes) -> commands.Basic.Publish:
         exchange, offset = _short_str(payload, 6)  # after class, method, ticket
         routing_key, offset = _short_str(payload, offset)
         bits = payload[offset]
-    except (IndexError, UnicodeDecodeError) as error:
-        raise errors.ConnectionError(
-            errors.FRAME_ERROR, "cannot decode arguments of Basic.Publish", 60, 40
-        ) from error
+    except UnicodeDecodeError as error:
+        raise _malformed_utf8() from error
+    except IndexError as error:
+        raise _cannot_decode(payload) from error
     method = commands.Basic.Publish.__new__(commands.Basic.Publish)
     method.ticket = 0
     method.exchange = exchange
@@ -294,9 +329,7 @@ def decode_publish(payload: bytes) -> commands.Basic.Publish:
 
 def decode_ack(payload: bytes) -> commands.Basic.Ack:
     if len(payload) < 13:
-        raise errors.ConnectionError(
-            errors.FRAME_ERROR, "cannot decode arguments of Basic.Ack", 60, 80
-        )
+        raise _cannot_decode(payload)
     delivery_tag, bits = _ack.unpack_from(payload, 4)
     method = commands.Basic.Ack.__new__(commands.Basic.Ack)
     method.delivery_tag = delivery_tag

@@ -19,10 +19,12 @@ MECHANISMS = ("PLAIN", "AMQPLAIN")
 class AuthenticationFailed(Exception):
     """Login refused; ``reason`` is for the log, never for the client."""
 
-    def __init__(self, mechanism: str, reason: str):
+    def __init__(self, mechanism: str, reason: str, refused: bool = True):
         super().__init__(reason)
         self.mechanism = mechanism
         self.reason = reason
+        # False for an unknown mechanism or a malformed response: not a refused login.
+        self.refused = refused
 
 
 @dataclass
@@ -77,5 +79,7 @@ def parse_response(mechanism: str, response: bytes) -> tuple[str, str]:
                 password = password.decode()
             return str(username), str(password)
     except (ValueError, KeyError, UnicodeDecodeError) as error:
-        raise AuthenticationFailed(mechanism, f"malformed {mechanism} response") from error
-    raise AuthenticationFailed(mechanism, f"unsupported mechanism {mechanism}")
+        raise AuthenticationFailed(
+            mechanism, f"malformed {mechanism} response", refused=False
+        ) from error
+    raise AuthenticationFailed(mechanism, f"unsupported mechanism {mechanism}", refused=False)

@@ -92,10 +92,7 @@ class Channel:
         if handler is None:
             class_id, method_id = frames.method_ids(method)
             raise errors.ConnectionError(
-                errors.COMMAND_INVALID,
-                f"unexpected method {method.name} on channel {self.number}",
-                class_id,
-                method_id,
+                errors.COMMAND_INVALID, "unimplemented method", class_id, method_id
             )
         handler(method)
 

@@ -59,6 +59,10 @@ def server_properties() -> dict:
     }
 
 
+# RabbitMQ's names for the handshake states, used in its error texts.
+_STATE_NAMES = {"start": "starting", "secure": "securing", "tune": "tuning", "open": "opening"}
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, broker: Broker):
         self.broker = broker
@@ -207,10 +211,9 @@ class Connection(asyncio.Protocol):
             elif self.state == "running":
                 self._channel_method(event.channel, event.method)
             elif self.state != "closing":
+                octets = frames.erlang_binary(frames.encode_method(event.method))
                 raise errors.ConnectionError(
-                    errors.COMMAND_INVALID,
-                    f"{event.method.name} before the connection is open",
-                    *frames.method_ids(event.method),
+                    errors.UNEXPECTED_FRAME, f"type 1, all octets = {octets}"
                 )
         elif isinstance(event, frames.ProtocolHeader):
             if not event.valid:
@@ -250,10 +253,10 @@ class Connection(asyncio.Protocol):
             self._tune_ok(method)
         elif state == "open" and isinstance(method, commands.Connection.Open):
             self._open(method)
-        else:
+        elif not isinstance(method, (commands.Connection.StartOk, commands.Connection.SecureOk)):
             raise errors.ConnectionError(
-                errors.COMMAND_INVALID,
-                f"unexpected method {method.name} on channel 0",
+                errors.CHANNEL_ERROR,
+                f"unexpected method in connection state {_STATE_NAMES.get(state, state)}",
                 *frames.method_ids(method),
             )
 
@@ -264,12 +267,12 @@ class Connection(asyncio.Protocol):
             response = response.encode("utf-8")
         mechanism = method.mechanism
         try:
-            if mechanism not in MECHANISMS:
-                raise AuthenticationFailed(mechanism, f"unsupported mechanism {mechanism}")
             self.user = self.broker.users.authenticate(mechanism, response, self.peer_host)
         except AuthenticationFailed as failure:
             log.warning("connection %s: login refused: %s", self.peer, failure.reason)
-            if not self.client_capability("authentication_failure_close"):
+            # Like RabbitMQ: a refused login is explained to clients that asked for it;
+            # an unknown mechanism or a malformed response only gets the socket closed.
+            if not failure.refused or not self.client_capability("authentication_failure_close"):
                 self.state = "closed"
                 self._close_transport()
                 return
@@ -358,8 +361,6 @@ class Connection(asyncio.Protocol):
             channel.release()
             del self.channels[number]
             self.send_method(number, commands.Channel.CloseOk())
-            return
-        if isinstance(method, commands.Channel.CloseOk):
             return
         if isinstance(method, commands.Channel.Open):
             raise errors.ConnectionError(errors.CHANNEL_ERROR, "second 'channel.open' seen", 20, 10)
