@@ -64,7 +64,12 @@ class AMQPError(Exception):
 
     @property
     def reply_text(self) -> str:
-        return f"{REPLY_NAMES[self.reply_code]} - {self.text}"
+        """The text as RabbitMQ words it, cut to the 255 bytes a short string can hold."""
+        text = f"{REPLY_NAMES[self.reply_code]} - {self.text}"
+        raw = text.encode("utf-8")
+        if len(raw) <= 255:
+            return text
+        return raw[:255].decode("utf-8", "ignore")
 
     def __str__(self) -> str:
         return f"{self.reply_code} {self.reply_text}"

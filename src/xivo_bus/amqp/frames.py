@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pamqp import base, commands
+from pamqp import base, commands, encode
 
 from xivo_bus.amqp import errors
 
@@ -343,7 +343,18 @@ def _frame(frame_type: int, channel: int, payload: bytes) -> bytes:
 
 def method_frame(channel: int, method: base.Frame) -> bytes:
     """Encode one method as a frame."""
-    return _frame(FRAME_METHOD, channel, _method_index.pack(method.index) + method.marshal())
+    return _frame(FRAME_METHOD, channel, encode_method(method))
+
+
+def build(cls: type[base.Frame], **fields) -> base.Frame:
+    """A method object with these fields, skipping pamqp's client-side validation (which
+    refuses names RabbitMQ accepts, such as exchange names with spaces or accents)."""
+    method = cls.__new__(cls)
+    for name in cls.__slots__:
+        setattr(method, name, fields.pop(name, None))
+    if fields:
+        raise TypeError(f"{cls.name} has no field {', '.join(fields)}")
+    return method
 
 
 def content_frames(
@@ -398,5 +409,41 @@ def deliver_payload(
 
 
 def encode_method(method: base.Frame) -> bytes:
-    """Encoded method index and arguments, for ``content_frames``."""
-    return _method_index.pack(method.index) + method.marshal()
+    """Encoded method index and arguments (pamqp's encoding, without its validation)."""
+    out = [_method_index.pack(method.index)]
+    bits = offset = 0
+    in_bits = False
+    for name in method.__slots__:
+        data_type = method.amqp_type(name)
+        value = getattr(method, name, None)
+        if data_type == "bit":
+            if not in_bits:
+                bits = offset = 0
+                in_bits = True
+            bits |= bool(value) << offset
+            offset += 1
+            if offset == 8:
+                out.append(bytes((bits,)))
+                in_bits = False
+            continue
+        if in_bits:
+            out.append(bytes((bits,)))
+            in_bits = False
+        if value is None:
+            value = _EMPTY[data_type]
+        out.append(encode.by_type(value, data_type))
+    if in_bits:
+        out.append(bytes((bits,)))
+    return b"".join(out)
+
+
+_EMPTY = {
+    "shortstr": "",
+    "longstr": "",
+    "octet": 0,
+    "short": 0,
+    "long": 0,
+    "longlong": 0,
+    "table": {},
+    "timestamp": 0,
+}

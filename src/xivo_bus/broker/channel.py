@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pamqp import commands
 
 from xivo_bus.amqp import errors, frames, properties
+from xivo_bus.broker.exchanges import exchange_class
 from xivo_bus.broker.message import Entry, Message
 from xivo_bus.broker.queue import Consumer, Queue
 
@@ -150,12 +151,17 @@ class Channel:
 
     def on_exchange_declare(self, method: commands.Exchange.Declare) -> None:
         name = method.exchange
-        if name == "":
-            raise _default_exchange_refused()
         if method.passive:
+            if name == "":
+                raise _default_exchange_refused()
             self.vhost.exchange(name)
         else:
-            if name.startswith("amq."):
+            # In RabbitMQ's order: the type, the default exchange, then the reserved
+            # prefix, which only matters for an exchange that does not exist yet.
+            exchange_class(method.exchange_type)
+            if name == "":
+                raise _default_exchange_refused()
+            if name.startswith("amq.") and name not in self.vhost.exchanges:
                 raise errors.ChannelError(
                     errors.ACCESS_REFUSED,
                     f"exchange name '{name}' contains reserved prefix 'amq.*'",
@@ -209,7 +215,12 @@ class Channel:
         self.last_queue_name = queue.name
         if not method.nowait:
             self.reply(
-                commands.Queue.DeclareOk(queue.name, queue.message_count, queue.consumer_count)
+                frames.build(
+                    commands.Queue.DeclareOk,
+                    queue=queue.name,
+                    message_count=queue.message_count,
+                    consumer_count=queue.consumer_count,
+                )
             )
 
     def on_queue_bind(self, method: commands.Queue.Bind) -> None:
@@ -344,7 +355,8 @@ class Channel:
             self.unacked[tag] = Delivery(entry, queue, None)
             queue.unacked += 1
         message = entry.message
-        get_ok = commands.Basic.GetOk(
+        get_ok = frames.build(
+            commands.Basic.GetOk,
             delivery_tag=tag,
             redelivered=entry.redelivered,
             exchange=message.exchange,
@@ -463,7 +475,8 @@ class Channel:
         queues = exchange.route(message)
         if not queues:
             if mandatory:
-                returned = commands.Basic.Return(
+                returned = frames.build(
+                    commands.Basic.Return,
                     reply_code=errors.NO_ROUTE,
                     reply_text=_NO_ROUTE_TEXT,
                     exchange=message.exchange,

@@ -344,7 +344,7 @@ class Connection(asyncio.Protocol):
                         10,
                     )
                 self.channels[number] = Channel(self, number)
-                self.send_method(number, commands.Channel.OpenOk())
+                self.send_method(number, frames.build(commands.Channel.OpenOk, channel_id=""))
                 return
             raise errors.ConnectionError(
                 errors.CHANNEL_ERROR, "expected 'channel.open'", *frames.method_ids(method)

@@ -144,6 +144,11 @@ class _TopicNode:
         self.queues: dict[Queue, int] = {}
 
 
+def _words(key: str) -> list[str]:
+    """A topic key's words; as in RabbitMQ, the empty key has none (not one empty word)."""
+    return key.split(".") if key else []
+
+
 class TopicExchange(Exchange):
     """Routing keys are dot-separated words; ``*`` matches one word, ``#`` zero or more."""
 
@@ -155,13 +160,13 @@ class TopicExchange(Exchange):
 
     def _add(self, binding: Binding) -> None:
         node = self._root
-        for word in binding.routing_key.split("."):
+        for word in _words(binding.routing_key):
             node = node.children.setdefault(word, _TopicNode())
         node.queues[binding.queue] = node.queues.get(binding.queue, 0) + 1
 
     def _remove(self, binding: Binding) -> None:
         path = [self._root]
-        words = binding.routing_key.split(".")
+        words = _words(binding.routing_key)
         for word in words:
             path.append(path[-1].children[word])
         node = path[-1]
@@ -180,7 +185,7 @@ class TopicExchange(Exchange):
 
     def route(self, message: Message) -> list[Queue]:
         found: dict[Queue, None] = {}
-        self._match(self._root, message.routing_key.split("."), 0, found)
+        self._match(self._root, _words(message.routing_key), 0, found)
         return list(found)
 
     def _match(self, node: _TopicNode, words: list[str], i: int, found: dict) -> None:
