@@ -42,16 +42,27 @@ class RawClient:
         self.sock.sendall(frame.marshal(value, channel))
 
     def send_frame(self, frame_type: int, channel: int, payload: bytes, end: int = 0xCE) -> None:
-        self.sock.sendall(struct.pack(">BHI", frame_type, channel, len(payload)) + payload
-                          + bytes([end]))
+        self.sock.sendall(
+            struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
+        )
 
-    def publish(self, channel: int, exchange: str, routing_key: str, body: bytes,
-                properties: commands.Basic.Properties | None = None, mandatory=False) -> None:
-        self.send(channel, commands.Basic.Publish(exchange=exchange, routing_key=routing_key,
-                                                  mandatory=mandatory))
+    def publish(
+        self,
+        channel: int,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: commands.Basic.Properties | None = None,
+        mandatory=False,
+    ) -> None:
+        self.send(
+            channel,
+            commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
+        )
         self.send(channel, header.ContentHeader(0, len(body), properties))
         if body:
             from pamqp import body as pamqp_body
+
             self.send(channel, pamqp_body.ContentBody(body))
 
     # -- receiving ------------------------------------------------------------------
@@ -91,29 +102,49 @@ class RawClient:
                 data = self.sock.recv(65536)
                 if not data:
                     return True
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             return False
 
     # -- handshake ------------------------------------------------------------------
 
-    def handshake(self, vhost: str = "/", heartbeat_interval: int = 0, frame_max: int = 131072,
-                  channel_max: int = 2047, capabilities: dict | None = None,
-                  response: str | None = None, mechanism: str = "PLAIN"):
+    def handshake(
+        self,
+        vhost: str = "/",
+        heartbeat_interval: int = 0,
+        frame_max: int = 131072,
+        channel_max: int = 2047,
+        capabilities: dict | None = None,
+        response: str | None = None,
+        mechanism: str = "PLAIN",
+    ):
         self.send_raw(PROTOCOL_HEADER)
         start = self.expect(commands.Connection.Start)
-        caps = {"authentication_failure_close": True, "consumer_cancel_notify": True,
-                "publisher_confirms": True, "basic.nack": True}
+        caps = {
+            "authentication_failure_close": True,
+            "consumer_cancel_notify": True,
+            "publisher_confirms": True,
+            "basic.nack": True,
+        }
         if capabilities is not None:
             caps = capabilities
-        self.send(0, commands.Connection.StartOk(
-            client_properties={"product": "raw-test", "capabilities": caps},
-            mechanism=mechanism, response=response if response is not None else plain_response()))
+        self.send(
+            0,
+            commands.Connection.StartOk(
+                client_properties={"product": "raw-test", "capabilities": caps},
+                mechanism=mechanism,
+                response=response if response is not None else plain_response(),
+            ),
+        )
         got = self.recv_frame()
         if got is None or not isinstance(got[1], commands.Connection.Tune):
             return got
         tune = got[1]
-        self.send(0, commands.Connection.TuneOk(channel_max=channel_max, frame_max=frame_max,
-                                                heartbeat=heartbeat_interval))
+        self.send(
+            0,
+            commands.Connection.TuneOk(
+                channel_max=channel_max, frame_max=frame_max, heartbeat=heartbeat_interval
+            ),
+        )
         self.send(0, commands.Connection.Open(virtual_host=vhost))
         got = self.recv_frame()
         return start, tune, got

@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,10 +73,19 @@ def fresh_broker():
 
 
 @pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (as far as one can tell)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
 def name(request) -> str:
     """A unique name for queues and exchanges of one test."""
-    return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
-
+    # Only characters every client library accepts in queue and exchange names.
+    base = re.sub(r"[^A-Za-z0-9_.:-]", "-", request.node.name[:40])
+    return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
 class ChildLines:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import re
 
 import aio_pika
 import aio_pika.exceptions
@@ -24,12 +23,6 @@ def reply_text(text: str) -> str:
     """RabbitMQ's reply_text is a shortstr: longer texts are cut to 252 bytes plus '...'."""
     raw = text.encode()
     return text if len(raw) <= 255 else raw[:252].decode(errors="ignore") + "..."
-
-
-@pytest.fixture
-def name(name) -> str:
-    """The suite's unique name, in the characters pamqp accepts for queues and exchanges."""
-    return re.sub(r"[^\w.:-]", "-", name)
 
 
 @pytest.fixture
@@ -139,7 +132,8 @@ async def test_prefetch_limits_unacked_deliveries(connection, channel, name):
     await asyncio.sleep(0.3)
     assert received.empty()
 
-    await second.ack(), await third.ack()
+    await second.ack()
+    await third.ack()
     rest = [await asyncio.wait_for(received.get(), 5) for _ in range(2)]
     assert [m.body for m in rest] == [b"3", b"4"]
     await rest[1].ack(multiple=True)
@@ -291,7 +285,7 @@ async def test_transaction_commit_and_rollback(connection, name):
 
 async def test_all_properties_round_trip(connection, channel, name):
     queue = await channel.declare_queue(name, auto_delete=True)
-    timestamp = datetime.datetime(2013, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
+    timestamp = datetime.datetime(2013, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
     headers = {
         "name": "call_form_result",
         "origin_uuid": "08c56466-8f29-45c7-9856-92bf1ba89b82",

@@ -356,8 +356,12 @@ FRAMING_ERRORS = {
     ),
     "bad-frame-end": (
         raw_frame(1, 1, method_payload(20, 10, b"\x00"), end=0),
-        (501, "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: {invalid_frame_end_marker,0}",
-         0, 0),
+        (
+            501,
+            "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: {invalid_frame_end_marker,0}",
+            0,
+            0,
+        ),
     ),
     "bad-frame-end-long-payload": (
         raw_frame(1, 1, method_payload(50, 10, b"\x00" * 30), end=0x41),
@@ -417,30 +421,43 @@ FRAMING_ERRORS = {
     ),
     "method-while-body-expected": (
         PUBLISH_1 + HEADER_5_ON_1 + QOS_1,
-        (505, "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
-         60, 40),
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
+            60,
+            40,
+        ),
     ),
     "second-header": (
         PUBLISH_1 + HEADER_5_ON_1 + HEADER_5_ON_1,
-        (505, "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
-         60, 40),
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
+            60,
+            40,
+        ),
     ),
     "content-header-wrong-class": (
         PUBLISH_1 + raw_frame(2, 1, struct.pack(">HHQH", 50, 0, 5, 0)),
         (
             505,
-            "UNEXPECTED_FRAME - expected content header for class 60, "
-            "got one for class 50 instead",
+            "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead",
             60,
             40,
         ),
     ),
     "body-larger-than-declared-then-method": (
         # RabbitMQ does not check the overshoot; the content stays incomplete.
-        PUBLISH_1 + frame.marshal(header.ContentHeader(0, 3), 1) + raw_frame(3, 1, b"hello")
+        PUBLISH_1
+        + frame.marshal(header.ContentHeader(0, 3), 1)
+        + raw_frame(3, 1, b"hello")
         + QOS_1,
-        (505, "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
-         60, 40),
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
+            60,
+            40,
+        ),
     ),
     "truncated-method-arguments": (
         raw_frame(1, 1, method_payload(50, 10, b"\x00\x00\x09abc")),
@@ -502,8 +519,12 @@ def test_error_is_raised_after_earlier_valid_events():
 # -- hand-written codecs against pamqp ------------------------------------------------
 
 
-@given(exchange=short_strings, routing_key=short_strings, mandatory=st.booleans(),
-       immediate=st.booleans())
+@given(
+    exchange=short_strings,
+    routing_key=short_strings,
+    mandatory=st.booleans(),
+    immediate=st.booleans(),
+)
 def test_decode_publish_matches_pamqp(exchange, routing_key, mandatory, immediate):
     sent = UncheckedPublish(
         exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate
@@ -512,13 +533,17 @@ def test_decode_publish_matches_pamqp(exchange, routing_key, mandatory, immediat
     reference = commands.Basic.Publish()
     reference.unmarshal(payload[4:])
     decoded = frames.decode_publish(payload)
-    assert dict(decoded) == dict(reference) == {
-        "ticket": 0,
-        "exchange": exchange,
-        "routing_key": routing_key,
-        "mandatory": mandatory,
-        "immediate": immediate,
-    }
+    assert (
+        dict(decoded)
+        == dict(reference)
+        == {
+            "ticket": 0,
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "mandatory": mandatory,
+            "immediate": immediate,
+        }
+    )
     assert decoded.index == frames.BASIC_PUBLISH
     assert dict(frames.decode_method(payload)) == dict(reference)
 
@@ -534,10 +559,16 @@ def test_decode_ack_matches_pamqp(delivery_tag, multiple):
     assert (as_unsigned64(reference.delivery_tag), reference.multiple) == (delivery_tag, multiple)
 
 
-@given(consumer_tag=short_strings, delivery_tag=delivery_tags, redelivered=st.booleans(),
-       exchange=short_strings, routing_key=short_strings)
-def test_deliver_payload_matches_pamqp(consumer_tag, delivery_tag, redelivered, exchange,
-                                       routing_key):
+@given(
+    consumer_tag=short_strings,
+    delivery_tag=delivery_tags,
+    redelivered=st.booleans(),
+    exchange=short_strings,
+    routing_key=short_strings,
+)
+def test_deliver_payload_matches_pamqp(
+    consumer_tag, delivery_tag, redelivered, exchange, routing_key
+):
     expected = frames.encode_method(
         UncheckedDeliver(
             consumer_tag=consumer_tag,
@@ -567,14 +598,24 @@ def _pamqp_content(channel, method, props, body, frame_max) -> bytes:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(channel=channels, delivery_tag=delivery_tags, redelivered=st.booleans(),
-       routing_key=short_strings, body=bodies(), frame_max=frame_maxes,
-       message_id=st.none() | short_strings)
-def test_content_frames_match_pamqp(channel, delivery_tag, redelivered, routing_key, body,
-                                    frame_max, message_id):
+@given(
+    channel=channels,
+    delivery_tag=delivery_tags,
+    redelivered=st.booleans(),
+    routing_key=short_strings,
+    body=bodies(),
+    frame_max=frame_maxes,
+    message_id=st.none() | short_strings,
+)
+def test_content_frames_match_pamqp(
+    channel, delivery_tag, redelivered, routing_key, body, frame_max, message_id
+):
     deliver = UncheckedDeliver(
-        consumer_tag="ctag", delivery_tag=as_signed64(delivery_tag), redelivered=redelivered,
-        exchange="ex", routing_key=routing_key,
+        consumer_tag="ctag",
+        delivery_tag=as_signed64(delivery_tag),
+        redelivered=redelivered,
+        exchange="ex",
+        routing_key=routing_key,
     )
     props = commands.Basic.Properties(message_id=message_id or None, delivery_mode=2)
     pieces = frames.content_frames(
@@ -720,12 +761,11 @@ def test_properties_empty():
 
 
 header_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(min_size=1, max_size=20), inner, max_size=4),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=20), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -736,7 +776,7 @@ header_values = st.recursive(
     headers=st.dictionaries(st.text(min_size=1, max_size=30), header_values, max_size=6),
     delivery_mode=st.sampled_from([1, 2]),
     priority=st.integers(0, 255),
-    timestamp=st.integers(0, 2**33).map(
+    timestamp=st.integers(0, 0xFFFFFFFF).map(  # pamqp reads larger values as ms
         lambda s: datetime.datetime.fromtimestamp(s, datetime.UTC)
     ),
 )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import socket
 
 import amqp.exceptions
-import kombu
-import kombu.simple
 import pytest
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
@@ -30,7 +28,7 @@ def drain(connection, received: list, count: int, timeout: float = 5) -> None:
 
 
 def test_connection_handshake(connection):
-    assert connection.transport_cls == "amqp" or connection.transport.driver_type == "amqp"
+    assert connection.transport.driver_type == "amqp"
     server = connection.connection.server_properties
     assert server["capabilities"]["publisher_confirms"] is True
     assert connection.connection.heartbeat == 0  # kombu's default, as XiVO ran it
@@ -164,7 +162,3 @@ def test_unroutable_mandatory_publish_is_returned(connection, name):
     assert (exchange, routing_key) == ("", name)
     assert exception.reply_code == 312
     assert message.body == b"nowhere"
-
-
-def test_kombu_version_is_the_tested_one():
-    assert kombu.VERSION >= (5, 3)

@@ -5,7 +5,6 @@ channel or connection closes, on basic.recover and on nack/reject with requeue."
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -42,12 +41,6 @@ channel.start_consuming()
 
 def bodies(first: int, last: int) -> list[str]:
     return [f"m{i}" for i in range(first, last)]
-
-
-@pytest.fixture
-def name(name) -> str:
-    """The suite's unique name without the brackets of parametrized test ids."""
-    return re.sub(r"[^\w.:-]", "-", name)
 
 
 @pytest.fixture

@@ -30,22 +30,24 @@ def _fail(message: str) -> int:
     return 1
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; install it before announcing readiness."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    stop = _stop_on_signals()
     broker = Broker()
     try:
         host, port = await broker.start(args.host, args.port)
     except OSError as error:
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
     print(f"xivo-bus {__version__}: accepting AMQP connections on {host}:{port}", flush=True)
-    await _until_signalled()
+    await stop.wait()
     print("xivo-bus: shutting down", flush=True)
     await broker.close()
     return 0
@@ -113,6 +115,7 @@ def _print_event(event, as_json: bool) -> None:
 async def _listen(args: argparse.Namespace) -> int:
     from xivo_bus import client, events
 
+    stop = _stop_on_signals()
     names = args.events or list(events.CATALOGUE)
     consumer = client.Consumer(args.url, timeout=args.timeout)
     for name in names:
@@ -124,7 +127,7 @@ async def _listen(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    await _until_signalled()
+    await stop.wait()
     await consumer.close()
     return 0
 

@@ -298,6 +298,7 @@ class Consumer:
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._connected = asyncio.Event()
         self.failed = 0
+        self.connections = 0  # successful connections so far
 
     def subscribe(self, event_name: str, handler: Handler, *, exchange: str | None = None) -> None:
         """Call ``handler(event)`` for each event named ``event_name`` (any callable or
@@ -364,6 +365,7 @@ class Consumer:
                         await self._bind(exchange_name, key)
                 await self._queue.consume(self._on_message)
                 self._backoff.reset()
+                self.connections += 1
                 self._connected.set()
                 log.info("consumer connected to %s, queue %s", _safe_url(self.url), self.queue)
                 await closed

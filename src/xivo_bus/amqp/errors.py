@@ -64,12 +64,13 @@ class AMQPError(Exception):
 
     @property
     def reply_text(self) -> str:
-        """The text as RabbitMQ words it, cut to the 255 bytes a short string can hold."""
+        """The text as RabbitMQ words it; past the 255 bytes a short string holds, cut to
+        252 bytes and "..." as RabbitMQ does."""
         text = f"{REPLY_NAMES[self.reply_code]} - {self.text}"
         raw = text.encode("utf-8")
         if len(raw) <= 255:
             return text
-        return raw[:255].decode("utf-8", "ignore")
+        return raw[:252].decode("utf-8", "ignore") + "..."
 
     def __str__(self) -> str:
         return f"{self.reply_code} {self.reply_text}"

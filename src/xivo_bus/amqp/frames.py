@@ -137,7 +137,9 @@ class FrameReader:
             if available < FRAME_HEADER_SIZE:
                 return None
             frame_type, channel, size = _frame_header.unpack_from(buffer, offset)
-            if size + FRAME_OVERHEAD > self.frame_max:
+            # RabbitMQ refuses a payload over frame_max (not frame_max - 8), and says so
+            # naming the limit without the frame overhead.
+            if size > self.frame_max:
                 raise errors.ConnectionError(
                     errors.FRAME_ERROR,
                     f"type {frame_type}, all octets = <<>>: "
@@ -147,11 +149,8 @@ class FrameReader:
             if available < FRAME_OVERHEAD + size:
                 return None
             if buffer[end] != FRAME_END:
-                octets = erlang_binary(buffer[offset + FRAME_HEADER_SIZE : end])
-                raise errors.ConnectionError(
-                    errors.FRAME_ERROR,
-                    f"type {frame_type}, all octets = {octets}: "
-                    f"{{invalid_frame_end_marker,{buffer[end]}}}",
+                raise _bad_frame_end(
+                    frame_type, buffer[offset + FRAME_HEADER_SIZE : end], buffer[end]
                 )
             payload = bytes(buffer[offset + FRAME_HEADER_SIZE : end])
             offset = self._offset = end + 1
@@ -172,11 +171,13 @@ class FrameReader:
                 return None
             return MethodFrame(channel, method)
         if frame_type == FRAME_HEADER:
-            if partial is None or partial.body_size != -1:
+            if partial is None:
                 raise errors.ConnectionError(
                     errors.UNEXPECTED_FRAME,
                     "expected method frame, got non method frame instead",
                 )
+            if partial.body_size != -1:
+                raise _unexpected(partial)
             if len(payload) < 14:
                 raise errors.ConnectionError(
                     errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload)}", 60, 40
@@ -207,13 +208,10 @@ class FrameReader:
                 raise _unexpected(partial)
             partial.chunks.append(payload)
             partial.received += len(payload)
-            if partial.received < partial.body_size:
+            if partial.received != partial.body_size:
+                # Short, or (as RabbitMQ lets it be) past the announced size: the content
+                # stays open and whatever comes next on the channel is unexpected.
                 return None
-            if partial.received > partial.body_size:
-                raise errors.ConnectionError(
-                    errors.FRAME_ERROR,
-                    f"content body is {partial.received} bytes, header said {partial.body_size}",
-                )
             del self._partial[channel]
             chunks = partial.chunks
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -241,6 +239,18 @@ def _unexpected(partial: _PartialContent) -> errors.ConnectionError:
         60,
         40,
     )
+
+
+def _bad_frame_end(frame_type: int, payload: bytes | bytearray, marker: int):
+    if len(payload) > 16:
+        prefix = f"type {frame_type}, first 16 octets = {erlang_binary(payload[:16])}: "
+    else:
+        prefix = f"type {frame_type}, all octets = {erlang_binary(payload)}: "
+    term = f"{{invalid_frame_end_marker,{marker}}}"
+    if len(prefix) + len(term) > 80:
+        # Erlang's pretty printer breaks the term past column 80.
+        term = "{invalid_frame_end_marker,\n" + " " * (len(prefix) + 1) + f"{marker}}}"
+    return errors.ConnectionError(errors.FRAME_ERROR, prefix + term)
 
 
 def _unexpected_frame(frame_type: int, payload: bytes) -> errors.ConnectionError:

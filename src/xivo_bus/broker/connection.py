@@ -335,13 +335,12 @@ class Connection(asyncio.Protocol):
         channel = self.channels.get(number)
         if channel is None:
             if isinstance(method, commands.Channel.Open):
-                if number > self.channel_max:
+                # RabbitMQ limits how many channels are open, not their numbers.
+                if len(self.channels) >= self.channel_max:
                     raise errors.ConnectionError(
                         errors.NOT_ALLOWED,
-                        f"channel number {number} exceeds negotiated channel_max "
-                        f"{self.channel_max}",
-                        20,
-                        10,
+                        f"number of channels opened ({len(self.channels)}) has reached the "
+                        f"negotiated channel_max ({self.channel_max})",
                     )
                 self.channels[number] = Channel(self, number)
                 self.send_method(number, frames.build(commands.Channel.OpenOk, channel_id=""))
