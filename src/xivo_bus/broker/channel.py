@@ -240,9 +240,15 @@ class Channel:
             raise _default_exchange_refused()
         exchange = self.vhost.exchanges.get(method.exchange)
         queue = self.vhost.queues.get(queue_name)
-        if exchange is not None and queue is not None:
-            if exchange.unbind(queue, method.routing_key, method.arguments or {}):
-                self.vhost.exchange_unbound(exchange)
+        arguments = method.arguments or {}
+        if (
+            exchange is not None
+            and queue is not None
+            and exchange.has_binding(queue, method.routing_key, arguments)
+        ):
+            self.vhost.check_exclusive(queue, self.connection)
+            exchange.unbind(queue, method.routing_key, arguments)
+            self.vhost.exchange_unbound(exchange)
         self.reply(commands.Queue.UnbindOk())
 
     def on_queue_purge(self, method: commands.Queue.Purge) -> None:

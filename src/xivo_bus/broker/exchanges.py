@@ -64,6 +64,9 @@ class Exchange:
         self._add(binding)
         return True
 
+    def has_binding(self, queue: Queue, routing_key: str, arguments: dict) -> bool:
+        return (queue, routing_key, freeze(arguments)) in self.bindings
+
     def unbind(self, queue: Queue, routing_key: str, arguments: dict) -> bool:
         binding = self.bindings.pop((queue, routing_key, freeze(arguments)), None)
         if binding is None:
