@@ -121,9 +121,14 @@ async def _listen(args: argparse.Namespace) -> int:
     for name in names:
         consumer.subscribe(name, lambda event: _print_event(event, args.json))
     await consumer.start()
-    if not args.json:
+    where = client.safe_url(args.url)
+    try:
+        await asyncio.wait_for(consumer.wait_connected(), args.timeout)
+    except TimeoutError:
+        print(f"xivo-bus: no answer from {where} yet; still trying", file=sys.stderr, flush=True)
+    else:
         print(
-            f"listening for {', '.join(names)} on {client._safe_url(args.url)} (Ctrl-C to stop)",
+            f"listening for {', '.join(names)} on {where} (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,
         )

@@ -151,7 +151,7 @@ class Publisher:
                 self._pending.remove(item)
             reason = f": {self.last_error}" if self.last_error else ""
             raise PublishTimeout(
-                f"no confirm from {_safe_url(self.url)} within {limit:g} s{reason}"
+                f"no confirm from {safe_url(self.url)} within {limit:g} s{reason}"
             ) from None
 
     def publish_nowait(self, event: events.AnyEvent) -> None:
@@ -216,7 +216,7 @@ class Publisher:
                 self._connected.set()
                 self._backoff.reset()
                 self.last_error = None
-                log.info("publisher connected to %s", _safe_url(self.url))
+                log.info("publisher connected to %s", safe_url(self.url))
                 await self._send_loop(channel, exchanges)
             except asyncio.CancelledError:
                 raise
@@ -367,9 +367,9 @@ class Consumer:
                 self._backoff.reset()
                 self.connections += 1
                 self._connected.set()
-                log.info("consumer connected to %s, queue %s", _safe_url(self.url), self.queue)
+                log.info("consumer connected to %s, queue %s", safe_url(self.url), self.queue)
                 await closed
-                log.warning("consumer: connection to %s lost; reconnecting", _safe_url(self.url))
+                log.warning("consumer: connection to %s lost; reconnecting", safe_url(self.url))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -427,7 +427,7 @@ class Consumer:
         log.warning("event moved to %s: %s", self.dead_letter_queue, reason)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     try:
         parsed = aio_pika.connection.make_url(url)
