@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,7 +39,10 @@ class BrokerProcess:
 
 
 def start_broker(*args: str, env: dict | None = None) -> BrokerProcess:
-    """Start ``xivo-bus serve --port 0`` and wait for its ready line."""
+    """Start ``xivo-bus serve --port 0`` and wait for its ready line. Unless ``args`` name
+    a ``--data-dir``, the broker gets a fresh one of its own."""
+    if "--data-dir" not in args and "--in-memory" not in args:
+        args = (*args, "--data-dir", tempfile.mkdtemp(prefix="xivo-bus-test-"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "xivo_bus", "--log-level", "INFO", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,

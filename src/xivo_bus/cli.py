@@ -10,9 +10,12 @@ import os
 import signal
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from xivo_bus import __version__
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_PORT, Broker
+from xivo_bus.broker.store import StoreError
+from xivo_bus.paths import default_data_dir
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -41,12 +44,27 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _serve(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
-    broker = Broker()
+    data_dir = None if args.in_memory else Path(args.data_dir)
+    broker = Broker(data_dir, args.max_store_size)
     try:
         host, port = await broker.start(args.host, args.port)
+    except StoreError as error:
+        return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
     print(f"xivo-bus {__version__}: accepting AMQP connections on {host}:{port}", flush=True)
+    if broker.recovered is not None:
+        recovered = broker.recovered
+        messages = sum(len(queue.entries) for queue in recovered.queues)
+        print(
+            f"xivo-bus: data in {data_dir} ({len(recovered.queues)} durable queues, "
+            f"{messages} messages recovered)",
+            flush=True,
+        )
+        for skipped in recovered.skipped:
+            print(f"xivo-bus: damaged data skipped: {skipped}", file=sys.stderr, flush=True)
+    else:
+        print("xivo-bus: in memory only: nothing survives a restart", flush=True)
     await stop.wait()
     print("xivo-bus: shutting down", flush=True)
     await broker.close()
@@ -154,6 +172,21 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=DEFAULT_PORT,
         help=f"AMQP port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--data-dir",
+        default=str(default_data_dir()),
+        help=f"where durable queues and persistent messages are kept (default {default_data_dir()})",
+    )
+    serve.add_argument(
+        "--in-memory", action="store_true", help="keep nothing on disk (no --data-dir)"
+    )
+    serve.add_argument(
+        "--max-store-size",
+        type=int,
+        metavar="BYTES",
+        help="largest size of the store on disk; beyond it publishers are blocked until "
+        "consumers make room (default: no limit but the disk's)",
     )
 
     url_default = os.environ.get("XIVO_BUS_URL", DEFAULT_URL)

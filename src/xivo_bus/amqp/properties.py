@@ -30,6 +30,33 @@ def encode(properties: commands.Basic.Properties) -> bytes:
 
 
 _USER_ID_FLAG = 0x0010
+_CONTENT_TYPE_FLAG = 0x8000
+_CONTENT_ENCODING_FLAG = 0x4000
+_HEADERS_FLAG = 0x2000
+_DELIVERY_MODE_FLAG = 0x1000
+
+
+def delivery_mode(raw: bytes) -> int | None:
+    """The delivery_mode property (2 = persistent) read straight from the raw bytes:
+    it comes after content_type, content_encoding and headers, which are skipped."""
+    if len(raw) < 2 or not raw[0] & (_DELIVERY_MODE_FLAG >> 8):
+        return None
+    flags = raw[0]
+    offset = 2
+    if raw[1] & 1:  # continuation flag words (never used in 0-9-1): decode the slow way
+        return decode(raw).delivery_mode
+    try:
+        if flags & (_CONTENT_TYPE_FLAG >> 8):
+            offset += 1 + raw[offset]
+        if flags & (_CONTENT_ENCODING_FLAG >> 8):
+            offset += 1 + raw[offset]
+        if flags & (_HEADERS_FLAG >> 8):
+            offset += 4 + int.from_bytes(raw[offset : offset + 4], "big")
+        return raw[offset]
+    except IndexError:
+        raise errors.ConnectionError(
+            errors.FRAME_ERROR, "cannot decode content header properties", 60, 40
+        ) from None
 
 
 def has_user_id(raw: bytes) -> bool:

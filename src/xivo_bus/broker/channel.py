@@ -229,7 +229,7 @@ class Channel:
             raise _default_exchange_refused()
         exchange = self.vhost.exchange(method.exchange)
         queue = self.vhost.queue(queue_name, self.connection)
-        exchange.bind(queue, method.routing_key, method.arguments or {})
+        self.vhost.bind(exchange, queue, method.routing_key, method.arguments or {})
         if not method.nowait:
             self.reply(commands.Queue.BindOk())
 
@@ -247,8 +247,7 @@ class Channel:
             and exchange.has_binding(queue, method.routing_key, arguments)
         ):
             self.vhost.check_exclusive(queue, self.connection)
-            exchange.unbind(queue, method.routing_key, arguments)
-            self.vhost.exchange_unbound(exchange)
+            self.vhost.unbind(exchange, queue, method.routing_key, arguments)
         self.reply(commands.Queue.UnbindOk())
 
     def on_queue_purge(self, method: commands.Queue.Purge) -> None:
@@ -333,10 +332,15 @@ class Channel:
         self.delivery_tag += 1
         tag = self.delivery_tag
         message = entry.message
-        if not consumer.no_ack:
-            self.unacked[tag] = Delivery(entry, consumer.queue, consumer)
+        queue = consumer.queue
+        # The delivery goes out only once the store knows it was delivered.
+        self.connection.hold_output_until(queue.delivered(entry))
+        if consumer.no_ack:
+            queue.discard(entry)
+        else:
+            self.unacked[tag] = Delivery(entry, queue, consumer)
             consumer.unacked += 1
-            consumer.queue.unacked += 1
+            queue.unacked += 1
         self.connection.send_content(
             self.number,
             frames.deliver_payload(
@@ -357,7 +361,10 @@ class Channel:
             return
         self.delivery_tag += 1
         tag = self.delivery_tag
-        if not method.no_ack:
+        self.connection.hold_output_until(queue.delivered(entry))
+        if method.no_ack:
+            queue.discard(entry)
+        else:
             self.unacked[tag] = Delivery(entry, queue, None)
             queue.unacked += 1
         message = entry.message
@@ -399,10 +406,14 @@ class Channel:
         self._ack(method.delivery_tag, method.multiple)
 
     def _ack(self, delivery_tag: int, multiple: bool) -> None:
-        deliveries = self._take_deliveries(delivery_tag, multiple)
+        self._discard(self._take_deliveries(delivery_tag, multiple))
+
+    def _discard(self, deliveries: list[Delivery]) -> None:
+        """Deliveries settled for good (acked, or rejected without requeue)."""
         queues: dict[Queue, None] = {}
         for delivery in deliveries:
             self._settled(delivery)
+            delivery.queue.discard(delivery.entry)
             queues[delivery.queue] = None
         for queue in queues:
             queue.dispatch()
@@ -429,11 +440,8 @@ class Channel:
         deliveries = self._take_deliveries(delivery_tag, multiple)
         if requeue:
             self._requeue(deliveries)
-            return
-        for delivery in deliveries:
-            self._settled(delivery)
-        for queue in dict.fromkeys(d.queue for d in deliveries):
-            queue.dispatch()
+        else:
+            self._discard(deliveries)
 
     def on_basic_recover(self, method) -> None:
         if not method.requeue:
@@ -472,12 +480,14 @@ class Channel:
         if self.tx is not None:
             self.tx.append((exchange, message, method.mandatory))
             return
-        self._route(exchange, message, method.mandatory)
+        # A confirm (or any later reply) waits until the message is on disk.
+        self.connection.hold_output_until(self._route(exchange, message, method.mandatory))
         if self.confirm:
             self.publish_seq += 1
             self.connection.confirms_pending(self)
 
-    def _route(self, exchange, message: Message, mandatory: bool) -> None:
+    def _route(self, exchange, message: Message, mandatory: bool) -> int:
+        """Enqueue where the exchange routes; returns the store write to wait for."""
         queues = exchange.route(message)
         if not queues:
             if mandatory:
@@ -489,9 +499,11 @@ class Channel:
                     routing_key=message.routing_key,
                 )
                 self.connection.send_content(self.number, frames.encode_method(returned), message)
-            return
+            return 0
+        write = 0
         for queue in queues:
-            queue.enqueue(message)
+            write = max(write, queue.enqueue(message))
+        return write
 
     def send_confirms(self) -> None:
         """Acknowledge every publish routed since the last call, with one basic.ack."""
@@ -532,7 +544,7 @@ class Channel:
         try:
             for item in pending:
                 if isinstance(item, tuple):
-                    self._route(*item)
+                    self.connection.hold_output_until(self._route(*item))
                 elif isinstance(item, commands.Basic.Ack):
                     self._ack(item.delivery_tag, item.multiple)
                 elif isinstance(item, commands.Basic.Nack):

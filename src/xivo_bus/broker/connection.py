@@ -30,6 +30,8 @@ FRAME_MAX = 131072
 HEARTBEAT = 60
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 1.0
+# A client stops being read while this many of its store writes wait for the disk.
+MAX_UNCOMMITTED = 20_000
 # Deliveries stop being handed to a connection whose unsent output exceeds this; they
 # resume when the socket drains (RabbitMQ's credit flow plays the same part).
 OUTPUT_LIMIT = 1 << 20
@@ -85,6 +87,8 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._starved = False
         self._confirming: dict[Channel, None] = {}
+        self._barrier = 0  # store write that must be on disk before more output
+        self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self._last_send = self.loop.time()
 
@@ -142,6 +146,16 @@ class Connection(asyncio.Protocol):
             for channel in self._confirming:
                 channel.send_confirms()
             self._confirming.clear()
+        store = self.broker.store
+        if (
+            store is not None
+            and self._barrier - store.committed > MAX_UNCOMMITTED
+            and self.state == "running"
+        ):
+            # The disk is behind: stop reading this client until it catches up.
+            self._reading_paused = True
+            self.transport.pause_reading()
+            store.notify(self)
 
     # -- output -----------------------------------------------------------------------
 
@@ -163,8 +177,25 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
-    def _flush(self) -> None:
+    def hold_output_until(self, write: int) -> None:
+        """Send nothing more until store write ``write`` is on disk (0: no wait)."""
+        if write > self._barrier:
+            self._barrier = write
+
+    def store_committed(self) -> None:
+        """The store committed writes: send what waited for them, read again."""
+        if self._out and self._flush_handle is None:
+            self._flush()
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _flush(self, force: bool = False) -> None:
         self._flush_handle = None
+        store = self.broker.store
+        if not force and store is not None and self._barrier > store.committed:
+            store.notify(self)  # the output waits for the disk
+            return
         if self._out and self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(self._out)
             self._last_send = self.loop.time()
@@ -218,7 +249,7 @@ class Connection(asyncio.Protocol):
         elif isinstance(event, frames.ProtocolHeader):
             if not event.valid:
                 self.write(frames.PROTOCOL_HEADER)
-                self._flush()
+                self._flush(force=True)
                 self._close_transport()
                 return
             self.state = "start"
@@ -236,7 +267,7 @@ class Connection(asyncio.Protocol):
         state = self.state
         if isinstance(method, commands.Connection.Close):
             self.send_method(0, commands.Connection.CloseOk())
-            self._flush()
+            self._flush(force=True)
             self._teardown()
             self._close_transport()
             return
@@ -398,7 +429,7 @@ class Connection(asyncio.Protocol):
         log.info("connection %s closed: %s", self.peer, error)
         self.close(error.reply_code, error.reply_text, error.class_id, error.method_id)
         if framing:
-            self._flush()
+            self._flush(force=True)
             self._close_transport()
 
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
@@ -435,7 +466,7 @@ class Connection(asyncio.Protocol):
         self._teardown()
         if self.transport is not None and not self.transport.is_closing():
             if self._out:
-                self._flush()
+                self._flush(force=True)
             self.transport.close()
 
     def _cancel_timer(self) -> None:
@@ -461,6 +492,28 @@ class Connection(asyncio.Protocol):
         if now - self._last_send >= interval / 2 and not self._out:
             self.write(frames.HEARTBEAT_FRAME)
         self._timer = self.loop.call_later(interval / 2, self._heartbeat_tick)
+
+    def pause_reading(self) -> None:
+        """Stop reading the client (at shutdown, while the store writes its last)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def set_blocked(self, reason: str | None) -> None:
+        """Tell a client that understands connection.blocked why publishing stalls (the
+        store cannot write), and when it may go on. Written at once: it is not held
+        behind the output waiting for the disk."""
+        if self.state != "running" or not self.client_capability("connection.blocked"):
+            return
+        if reason is None:
+            frame = frames.method_frame(0, commands.Connection.Unblocked())
+        else:
+            frame = frames.method_frame(0, commands.Connection.Blocked(reason=reason[:255]))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
 
     def abort(self) -> None:
         self._teardown()

@@ -21,6 +21,9 @@ class Message:
         "routing_key_ss",
         "raw_properties",
         "body",
+        "persistent",
+        "store_id",
+        "stored_refs",
         "_properties",
     )
 
@@ -31,6 +34,9 @@ class Message:
         self.routing_key_ss = frames.short_str(routing_key)
         self.raw_properties = raw_properties
         self.body = body
+        self.persistent = properties.delivery_mode(raw_properties) == 2
+        self.store_id: int | None = None  # its row in the store, once written there
+        self.stored_refs = 0  # durable queues holding it on disk
         self._properties: commands.Basic.Properties | None = None
 
     @property
@@ -49,11 +55,13 @@ class Message:
 
 
 class Entry:
-    """A message's place in one queue: its sequence number there and its redelivered flag."""
+    """A message's place in one queue: its sequence number there, its redelivered flag,
+    and whether the store has it."""
 
-    __slots__ = ("message", "seq", "redelivered")
+    __slots__ = ("message", "seq", "redelivered", "stored")
 
     def __init__(self, message: Message, seq: int, redelivered: bool = False):
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
+        self.stored = False

@@ -89,11 +89,56 @@ class Queue:
 
     # -- messages ---------------------------------------------------------------------
 
-    def enqueue(self, message: Message) -> None:
+    @property
+    def stores_messages(self) -> bool:
+        """Persistent messages in this queue are written to disk."""
+        return self.durable and self.vhost.store is not None
+
+    def enqueue(self, message: Message) -> int:
+        """Append a message; returns the store write to wait for before confirming it
+        (0 when nothing is written)."""
         self._next_seq += 1
-        self.ready.append(Entry(message, self._next_seq))
+        entry = Entry(message, self._next_seq)
+        write = 0
+        if message.persistent and self.stores_messages:
+            write = self._store_entry(entry)
+        self.ready.append(entry)
         if self.consumers:
             self.dispatch()
+        return write
+
+    def _store_entry(self, entry: Entry) -> int:
+        store = self.vhost.store
+        message = entry.message
+        if message.store_id is None:
+            message.store_id = store.new_message_id()
+            store.save_message(message)
+        message.stored_refs += 1
+        entry.stored = True
+        return store.add_entry(self.vhost.name, self.name, entry.seq, message.store_id)
+
+    def restore(self, entry: Entry) -> None:
+        """Put back an entry read from the store at start-up."""
+        entry.stored = True
+        entry.message.stored_refs += 1
+        self._next_seq = max(self._next_seq, entry.seq)
+        self.ready.append(entry)
+
+    def discard(self, entry: Entry) -> None:
+        """A message leaves the queue for good (acked, rejected, purged, expired)."""
+        if entry.stored:
+            entry.stored = False
+            message = entry.message
+            message.stored_refs -= 1
+            last = message.store_id if message.stored_refs == 0 else None
+            self.vhost.store.remove_entry(self.vhost.name, self.name, entry.seq, last)
+
+    def delivered(self, entry: Entry) -> int:
+        """Note that an entry goes out to a client; returns the store write that must be
+        on disk before the delivery is (so a crash cannot hide that it was delivered)."""
+        if entry.stored and not entry.redelivered:
+            return self.vhost.store.delivered(self.vhost.name, self.name, entry.seq)
+        return 0
 
     def take(self) -> Entry | None:
         """Pop the next ready message, for basic.get."""
@@ -102,7 +147,11 @@ class Queue:
     def requeue(self, entries: list[Entry]) -> None:
         """Put back deliveries that were not acked, in their original order, flagged
         redelivered."""
-        if self.deleted or not entries:
+        if self.deleted:
+            for entry in entries:
+                self.discard(entry)
+            return
+        if not entries:
             return
         for entry in entries:
             entry.redelivered = True
@@ -118,6 +167,8 @@ class Queue:
 
     def purge(self) -> int:
         count = len(self.ready)
+        for entry in self.ready:
+            self.discard(entry)
         self.ready.clear()
         return count
 

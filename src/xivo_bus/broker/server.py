@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from xivo_bus.amqp import errors
 from xivo_bus.broker.auth import Users
 from xivo_bus.broker.connection import Connection
+from xivo_bus.broker.message import Message
+from xivo_bus.broker.store import Recovered, Store
 from xivo_bus.broker.vhost import VHost
 
 log = logging.getLogger("xivo_bus.broker")
@@ -18,15 +21,41 @@ SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
 
 
 class Broker:
-    def __init__(self) -> None:
-        self.vhosts: dict[str, VHost] = {"/": VHost("/")}
+    """The broker; with a ``data_dir`` it keeps durable things there (see ``store``),
+    without one everything lives in memory only."""
+
+    def __init__(self, data_dir: Path | None = None, store_size_limit: int | None = None):
+        self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
+        self.vhosts: dict[str, VHost] = {"/": VHost("/", self.store)}
         self.users = Users()
         self.connections: set[Connection] = set()
         self.server: asyncio.base_events.Server | None = None
+        self.recovered: Recovered | None = None
+
+    def _recover(self) -> None:
+        """Read the store back: durable definitions and persistent messages."""
+        self.recovered = recovered = self.store.open()
+        messages = {
+            stored.id: Message(stored.exchange, stored.routing_key, stored.properties, stored.body)
+            for stored in recovered.messages.values()
+        }
+        for message_id, message in messages.items():
+            message.store_id = message_id
+        for vhost in self.vhosts.values():
+            vhost.restore(recovered, messages)
+        self.store.on_failure_change(self._disk_alarm)
+
+    def _disk_alarm(self, reason: str | None) -> None:
+        for connection in list(self.connections):
+            connection.set_blocked(reason)
 
     async def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> tuple[str, int]:
-        """Listen for AMQP connections; returns the bound address (port 0 picks one)."""
+        """Recover the store, then listen for AMQP connections; returns the bound
+        address (port 0 picks one). Raises ``StoreError`` for an unusable data dir."""
         loop = asyncio.get_running_loop()
+        if self.store is not None:
+            self._recover()
+            self.store.start(loop)
         self.server = await loop.create_server(
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024
         )
@@ -34,13 +63,19 @@ class Broker:
         return address[0], address[1]
 
     async def close(self, timeout: float = 1.0) -> None:
-        """Stop listening, close every client with 320 CONNECTION_FORCED, wait briefly
-        for their close-ok."""
+        """Stop listening, write what the store still has to write, close every client
+        with 320 CONNECTION_FORCED, wait briefly for their close-ok."""
         if self.server is not None:
             self.server.close()
+        loop = asyncio.get_running_loop()
+        if self.store is not None:
+            for connection in list(self.connections):
+                connection.pause_reading()
+            await loop.run_in_executor(None, self.store.close)
+            await asyncio.sleep(0)  # let the last commit's notifications run
         for connection in list(self.connections):
             connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {SHUTDOWN_TEXT}")
-        loop = asyncio.get_running_loop()
+            connection.resume_reading()  # for its close-ok
         deadline = loop.time() + timeout
         while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.02)

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from xivo_bus.amqp import errors
 from xivo_bus.broker.exchanges import DefaultExchange, Exchange, exchange_class
+from xivo_bus.broker.message import Entry
 from xivo_bus.broker.queue import Queue
 
 if TYPE_CHECKING:
     from xivo_bus.broker.connection import Connection
+    from xivo_bus.broker.store import Recovered, Store
 
 # The exchanges every vhost has; xivo-cti is the XiVO CTI server's, there from the start
 # so that the spec's example client can bind to it at once.
@@ -121,8 +123,9 @@ def check_arguments(
 
 
 class VHost:
-    def __init__(self, name: str = "/"):
+    def __init__(self, name: str = "/", store: Store | None = None):
         self.name = name
+        self.store = store
         self.queues: dict[str, Queue] = {}
         self.default_exchange = DefaultExchange(self.queues)
         self.exchanges: dict[str, Exchange] = {"": self.default_exchange}
@@ -175,6 +178,8 @@ class VHost:
         if existing is None:
             exchange = exchange_class(type_name)(name, durable, auto_delete, internal, arguments)
             self.exchanges[name] = exchange
+            if durable and self.store is not None:
+                self.store.save_exchange(self.name, exchange)
             return exchange
         what = "exchange"
         if existing.type_name != type_name:
@@ -197,12 +202,17 @@ class VHost:
             raise errors.ChannelError(
                 errors.PRECONDITION_FAILED, f"exchange '{name}' in vhost '{self.name}' in use"
             )
-        del self.exchanges[name]
+        self._remove_exchange(exchange)
+
+    def _remove_exchange(self, exchange: Exchange) -> None:
+        del self.exchanges[exchange.name]
+        if exchange.durable and self.store is not None:
+            self.store.delete_exchange(self.name, exchange.name)
 
     def exchange_unbound(self, exchange: Exchange) -> None:
         """An auto_delete exchange goes away with its last binding."""
-        if exchange.auto_delete and not exchange.bindings:
-            self.exchanges.pop(exchange.name, None)
+        if exchange.auto_delete and not exchange.bindings and exchange.name in self.exchanges:
+            self._remove_exchange(exchange)
 
     # -- queues -----------------------------------------------------------------------
 
@@ -221,6 +231,8 @@ class VHost:
                 self, name, durable, connection if exclusive else None, auto_delete, arguments
             )
             self.queues[name] = queue
+            if queue.stores_messages and not exclusive:
+                self.store.save_queue(self.name, queue)
             if exclusive:
                 connection.exclusive_queues.append(queue)
             return queue
@@ -255,4 +267,48 @@ class VHost:
                 queue.exclusive_owner.exclusive_queues.remove(queue)
             except ValueError:
                 pass
-        return queue.purge()
+        count = queue.purge()
+        if queue.stores_messages and not queue.exclusive:
+            self.store.delete_queue(self.name, queue.name)
+        return count
+
+    # -- bindings ---------------------------------------------------------------------
+
+    def _stores_binding(self, exchange: Exchange, queue: Queue) -> bool:
+        return exchange.durable and queue.stores_messages and not queue.exclusive
+
+    def bind(self, exchange: Exchange, queue: Queue, routing_key: str, arguments: dict) -> None:
+        if exchange.bind(queue, routing_key, arguments) and self._stores_binding(exchange, queue):
+            self.store.save_binding(self.name, exchange.name, queue.name, routing_key, arguments)
+
+    def unbind(self, exchange: Exchange, queue: Queue, routing_key: str, arguments: dict) -> None:
+        if exchange.unbind(queue, routing_key, arguments):
+            if self._stores_binding(exchange, queue):
+                self.store.delete_binding(
+                    self.name, exchange.name, queue.name, routing_key, arguments
+                )
+            self.exchange_unbound(exchange)
+
+    # -- start-up ---------------------------------------------------------------------
+
+    def restore(self, recovered: Recovered, messages: dict) -> None:
+        """Re-create the durable exchanges, queues, bindings and messages read from the
+        store (``messages``: store id -> Message, shared by the queues holding it)."""
+        for vhost, name, type_name, auto_delete, internal, arguments in recovered.exchanges:
+            if vhost == self.name and name not in self.exchanges:
+                self.exchanges[name] = exchange_class(type_name)(
+                    name, True, auto_delete, internal, arguments
+                )
+        for stored in recovered.queues:
+            if stored.vhost != self.name:
+                continue
+            queue = Queue(self, stored.name, True, None, stored.auto_delete, stored.arguments)
+            self.queues[stored.name] = queue
+            for seq, message_id in stored.entries:
+                entry = Entry(messages[message_id], seq, seq <= stored.delivered_upto)
+                queue.restore(entry)
+        for vhost, exchange_name, queue_name, routing_key, arguments in recovered.bindings:
+            exchange = self.exchanges.get(exchange_name)
+            queue = self.queues.get(queue_name)
+            if vhost == self.name and exchange is not None and queue is not None:
+                exchange.bind(queue, routing_key, arguments)

@@ -1,0 +1,469 @@
+"""Durable storage: durable exchanges, queues and bindings, and persistent messages in
+durable queues, in SQLite (WAL mode), written by one thread with group commit.
+
+Every write gets a sequence number; ``committed`` is the highest one that is on disk
+(fsync'd). Whoever must not act before a write is durable (a publisher confirm, a
+delivery whose "delivered" mark must survive a crash) waits for ``committed`` to pass it
+(``Store.after``).
+
+A damaged database is salvaged at start-up: what can be read is kept, the rest is
+reported, the damaged file is set aside, and the broker starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pamqp import decode, encode
+
+log = logging.getLogger("xivo_bus.broker.store")
+
+FILENAME = "broker.sqlite"
+BATCH_LIMIT = 5000  # writes per transaction at most
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS exchanges (
+    vhost TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+    auto_delete INTEGER NOT NULL, internal INTEGER NOT NULL, arguments BLOB NOT NULL,
+    PRIMARY KEY (vhost, name));
+CREATE TABLE IF NOT EXISTS queues (
+    vhost TEXT NOT NULL, name TEXT NOT NULL, auto_delete INTEGER NOT NULL,
+    arguments BLOB NOT NULL, delivered_upto INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (vhost, name));
+CREATE TABLE IF NOT EXISTS bindings (
+    vhost TEXT NOT NULL, exchange TEXT NOT NULL, queue TEXT NOT NULL,
+    routing_key TEXT NOT NULL, arguments BLOB NOT NULL,
+    PRIMARY KEY (vhost, exchange, queue, routing_key, arguments));
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL,
+    properties BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    vhost TEXT NOT NULL, queue TEXT NOT NULL, seq INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (vhost, queue, seq)) WITHOUT ROWID;
+"""
+
+
+class StoreError(Exception):
+    """The data directory cannot be used; the message says why."""
+
+
+def encode_table(table: dict) -> bytes:
+    return encode.field_table(table or {})
+
+
+def decode_table(raw: bytes) -> dict:
+    return decode.field_table(raw)[1] if raw else {}
+
+
+@dataclass
+class StoredMessage:
+    id: int
+    exchange: str
+    routing_key: str
+    properties: bytes
+    body: bytes
+
+
+@dataclass
+class StoredQueue:
+    vhost: str
+    name: str
+    auto_delete: bool
+    arguments: dict
+    delivered_upto: int
+    # (seq, message id) in queue order
+    entries: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Recovered:
+    """What start-up read back from disk."""
+
+    exchanges: list[tuple[str, str, str, bool, bool, dict]] = field(default_factory=list)
+    queues: list[StoredQueue] = field(default_factory=list)
+    bindings: list[tuple[str, str, str, str, dict]] = field(default_factory=list)
+    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+class Store:
+    """SQLite storage with a writer thread; call from the event loop's thread only.
+
+    When a commit fails (disk full, the size limit reached, an I/O error) the writer
+    keeps the writes and retries them; ``failed`` says why meanwhile, and nothing waiting
+    for those writes is released until they are on disk.
+    """
+
+    def __init__(self, directory: Path, size_limit: int | None = None):
+        self.directory = Path(directory)
+        self.path = self.directory / FILENAME
+        self.size_limit = size_limit
+        self.committed = 0  # highest write sequence number known to be on disk
+        self.failed: str | None = None  # why commits fail now (disk full, ...)
+        self._seq = 0
+        self._next_message_id = 1
+        self._ops: queue.SimpleQueue = queue.SimpleQueue()
+        self._listeners: dict[Any, None] = {}
+        self._on_failure: list[Callable[[str | None], Any]] = []
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    # -- opening and recovery -----------------------------------------------------------
+
+    def open(self) -> Recovered:
+        """Create or read the database; raises ``StoreError`` when the directory is
+        unusable. A damaged database is salvaged, never fatal."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create data directory {self.directory}: {error}") from None
+        started = time.monotonic()
+        try:
+            recovered = self._read(self._connect())
+        except sqlite3.DatabaseError as error:
+            recovered = self._salvage(error)
+        except OSError as error:
+            raise StoreError(f"cannot open {self.path}: {error}") from None
+        self._next_message_id = max(recovered.messages, default=0) + 1
+        count = sum(len(q.entries) for q in recovered.queues)
+        log.info(
+            "store %s: %d exchanges, %d queues, %d bindings, %d messages read in %.2f s",
+            self.path,
+            len(recovered.exchanges),
+            len(recovered.queues),
+            len(recovered.bindings),
+            count,
+            time.monotonic() - started,
+        )
+        return recovered
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(SCHEMA)
+            if self.size_limit:
+                page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+                connection.execute(f"PRAGMA max_page_count={max(1, self.size_limit // page_size)}")
+        except sqlite3.OperationalError as error:
+            if "unable to open" in str(error) or "readonly" in str(error):
+                raise StoreError(f"cannot write {self.path}: {error}") from None
+            raise
+        self._connection = connection
+        return connection
+
+    @staticmethod
+    def _read(connection: sqlite3.Connection, skipped: list[str] | None = None) -> Recovered:
+        recovered = Recovered(skipped=skipped if skipped is not None else [])
+        for vhost, name, type_name, auto_delete, internal, arguments in connection.execute(
+            "SELECT vhost, name, type, auto_delete, internal, arguments FROM exchanges"
+        ):
+            recovered.exchanges.append(
+                (vhost, name, type_name, bool(auto_delete), bool(internal), decode_table(arguments))
+            )
+        queues = {}
+        for vhost, name, auto_delete, arguments, delivered_upto in connection.execute(
+            "SELECT vhost, name, auto_delete, arguments, delivered_upto FROM queues"
+        ):
+            stored = StoredQueue(
+                vhost, name, bool(auto_delete), decode_table(arguments), delivered_upto
+            )
+            queues[vhost, name] = stored
+            recovered.queues.append(stored)
+        for vhost, exchange, queue_name, routing_key, arguments in connection.execute(
+            "SELECT vhost, exchange, queue, routing_key, arguments FROM bindings"
+        ):
+            recovered.bindings.append(
+                (vhost, exchange, queue_name, routing_key, decode_table(arguments))
+            )
+        for row in connection.execute(
+            "SELECT id, exchange, routing_key, properties, body FROM messages"
+        ):
+            recovered.messages[row[0]] = StoredMessage(*row)
+        for vhost, queue_name, seq, message_id in connection.execute(
+            "SELECT vhost, queue, seq, message_id FROM queue_messages ORDER BY vhost, queue, seq"
+        ):
+            stored = queues.get((vhost, queue_name))
+            if stored is None or message_id not in recovered.messages:
+                recovered.skipped.append(
+                    f"message {message_id} of queue '{queue_name}' in vhost '{vhost}': "
+                    "its queue or body is missing"
+                )
+                continue
+            stored.entries.append((seq, message_id))
+        return recovered
+
+    def _salvage(self, error: Exception) -> Recovered:
+        """Read row by row what a damaged database still gives, set the file aside,
+        and write what was read into a fresh database."""
+        log.error("store %s is damaged (%s): salvaging what is readable", self.path, error)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        aside = self.path.with_name(f"{FILENAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                shutil.move(source, f"{aside}{suffix}")
+        skipped: list[str] = [f"damaged database moved to {aside}: {error}"]
+        rows: dict[str, list[tuple]] = {}
+        try:
+            old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+            for table in ("exchanges", "queues", "bindings", "messages", "queue_messages"):
+                rows[table] = _readable_rows(old, table, skipped)
+            old.close()
+        except sqlite3.DatabaseError as failure:
+            skipped.append(f"nothing could be read: {failure}")
+        connection = self._connect()
+        with connection:
+            connection.execute("BEGIN")
+            for table, table_rows in rows.items():
+                if table_rows:
+                    marks = ",".join("?" * len(table_rows[0]))
+                    connection.executemany(
+                        f"INSERT OR IGNORE INTO {table} VALUES ({marks})", table_rows
+                    )
+        recovered = self._read(connection, skipped)
+        for line in recovered.skipped:
+            log.error("store: skipped %s", line)
+        return recovered
+
+    # -- the writer ---------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._write_loop, name="xivo-bus store", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Write what is pending, then stop the writer."""
+        if self._thread is not None:
+            self._ops.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _submit(self, op: tuple) -> int:
+        self._seq += 1
+        self._ops.put((self._seq, op))
+        return self._seq
+
+    def _write_loop(self) -> None:
+        pending: list[tuple[int, tuple]] = []
+        stopping = False
+        failing = False
+        while not stopping or pending:
+            if not pending:
+                item = self._ops.get()
+                if item is None:
+                    break
+                pending.append(item)
+            while len(pending) < BATCH_LIMIT and not stopping:
+                try:
+                    item = self._ops.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                pending.append(item)
+            try:
+                self._commit([op for _, op in pending])
+            except sqlite3.Error as error:
+                if not failing:
+                    failing = True
+                    self._loop.call_soon_threadsafe(self._failing, f"{self.path}: {error}")
+                if stopping:
+                    log.error("store: %d writes lost at shutdown: %s", len(pending), error)
+                    break
+                time.sleep(0.5)  # keep the writes, try again
+                continue
+            failing = False
+            self._loop.call_soon_threadsafe(self._committed, pending[-1][0])
+            pending = []
+
+    def _commit(self, ops: list[tuple]) -> None:
+        connection = self._connection
+        watermarks: dict[tuple[str, str], int] = {}
+        connection.execute("BEGIN")
+        try:
+            for op in ops:
+                kind = op[0]
+                if kind == "deliver":
+                    key = (op[1], op[2])
+                    watermarks[key] = max(watermarks.get(key, 0), op[3])
+                else:
+                    for sql, args in _STATEMENTS[kind](op):
+                        connection.execute(sql, args)
+            for (vhost, name), seq in watermarks.items():
+                connection.execute(
+                    "UPDATE queues SET delivered_upto = MAX(delivered_upto, ?) "
+                    "WHERE vhost = ? AND name = ?",
+                    (seq, vhost, name),
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    # -- on the loop: commit results ----------------------------------------------------
+
+    def _committed(self, seq: int) -> None:
+        self.committed = seq
+        if self.failed is not None:
+            log.warning("store: writes succeed again")
+            self._set_failed(None)
+        listeners, self._listeners = self._listeners, {}
+        for listener in listeners:
+            listener.store_committed()
+
+    def _failing(self, reason: str) -> None:
+        log.error("store: cannot write %s; retrying, confirms wait meanwhile", reason)
+        self._set_failed(reason)
+
+    def _set_failed(self, reason: str | None) -> None:
+        self.failed = reason
+        for callback in self._on_failure:
+            callback(reason)
+
+    def notify(self, listener: Any) -> None:
+        """Call ``listener.store_committed()`` (on the loop) after the next commit."""
+        self._listeners[listener] = None
+
+    def on_failure_change(self, callback: Callable[[str | None], Any]) -> None:
+        """``callback(reason)`` when writes start failing, ``callback(None)`` when they
+        succeed again."""
+        self._on_failure.append(callback)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def new_message_id(self) -> int:
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        return message_id
+
+    def save_exchange(self, vhost: str, exchange) -> int:
+        return self._submit(
+            (
+                "exchange",
+                vhost,
+                exchange.name,
+                exchange.type_name,
+                exchange.auto_delete,
+                exchange.internal,
+                encode_table(exchange.arguments),
+            )
+        )
+
+    def delete_exchange(self, vhost: str, name: str) -> int:
+        return self._submit(("exchange-", vhost, name))
+
+    def save_queue(self, vhost: str, queue_) -> int:
+        return self._submit(
+            ("queue", vhost, queue_.name, queue_.auto_delete, encode_table(queue_.arguments))
+        )
+
+    def delete_queue(self, vhost: str, name: str) -> int:
+        return self._submit(("queue-", vhost, name))
+
+    def save_binding(
+        self, vhost: str, exchange: str, queue_name: str, routing_key: str, arguments: dict
+    ) -> int:
+        return self._submit(
+            ("binding", vhost, exchange, queue_name, routing_key, encode_table(arguments))
+        )
+
+    def delete_binding(
+        self, vhost: str, exchange: str, queue_name: str, routing_key: str, arguments: dict
+    ) -> int:
+        return self._submit(
+            ("binding-", vhost, exchange, queue_name, routing_key, encode_table(arguments))
+        )
+
+    def save_message(self, message) -> int:
+        return self._submit(
+            (
+                "message",
+                message.store_id,
+                message.exchange,
+                message.routing_key,
+                message.raw_properties,
+                message.body,
+            )
+        )
+
+    def add_entry(self, vhost: str, queue_name: str, seq: int, message_id: int) -> int:
+        return self._submit(("entry", vhost, queue_name, seq, message_id))
+
+    def remove_entry(
+        self, vhost: str, queue_name: str, seq: int, last_reference_to: int | None
+    ) -> int:
+        return self._submit(("entry-", vhost, queue_name, seq, last_reference_to))
+
+    def delivered(self, vhost: str, queue_name: str, seq: int) -> int:
+        return self._submit(("deliver", vhost, queue_name, seq))
+
+
+def _readable_rows(connection: sqlite3.Connection, table: str, skipped: list[str]) -> list:
+    """The rows of a table that can still be read, one rowid range at a time."""
+    rows: list = []
+    columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+    select = ", ".join(columns)
+    order = "vhost, queue, seq" if table == "queue_messages" else "rowid"
+    try:
+        for row in connection.execute(f"SELECT {select} FROM {table} ORDER BY {order}"):
+            rows.append(row)
+    except sqlite3.DatabaseError as error:
+        skipped.append(f"{table}: rows after the first {len(rows)} are unreadable ({error})")
+    return rows
+
+
+_STATEMENTS: dict[str, Callable[[tuple], list[tuple[str, tuple]]]] = {
+    "exchange": lambda op: [("INSERT OR REPLACE INTO exchanges VALUES (?, ?, ?, ?, ?, ?)", op[1:])],
+    "exchange-": lambda op: [
+        ("DELETE FROM exchanges WHERE vhost = ? AND name = ?", op[1:]),
+        ("DELETE FROM bindings WHERE vhost = ? AND exchange = ?", op[1:]),
+    ],
+    "queue": lambda op: [
+        (
+            "INSERT OR IGNORE INTO queues (vhost, name, auto_delete, arguments) "
+            "VALUES (?, ?, ?, ?)",
+            op[1:],
+        )
+    ],
+    "queue-": lambda op: [
+        ("DELETE FROM queues WHERE vhost = ? AND name = ?", op[1:]),
+        ("DELETE FROM bindings WHERE vhost = ? AND queue = ?", op[1:]),
+        ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ?", op[1:]),
+        ("DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue_messages)", ()),
+    ],
+    "binding": lambda op: [("INSERT OR IGNORE INTO bindings VALUES (?, ?, ?, ?, ?)", op[1:])],
+    "binding-": lambda op: [
+        (
+            "DELETE FROM bindings WHERE vhost = ? AND exchange = ? AND queue = ? "
+            "AND routing_key = ? AND arguments = ?",
+            op[1:],
+        )
+    ],
+    "message": lambda op: [("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)", op[1:])],
+    "entry": lambda op: [("INSERT OR REPLACE INTO queue_messages VALUES (?, ?, ?, ?)", op[1:])],
+    "entry-": lambda op: [
+        ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ? AND seq = ?", op[1:4]),
+        *([("DELETE FROM messages WHERE id = ?", (op[4],))] if op[4] is not None else []),
+    ],
+}
