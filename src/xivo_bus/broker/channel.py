@@ -334,7 +334,7 @@ class Channel:
         message = entry.message
         queue = consumer.queue
         # The delivery goes out only once the store knows it was delivered.
-        self.connection.hold_output_until(queue.delivered(entry))
+        self.connection.hold_delivery_until(queue.delivered(entry))
         if consumer.no_ack:
             queue.discard(entry)
         else:
@@ -361,7 +361,7 @@ class Channel:
             return
         self.delivery_tag += 1
         tag = self.delivery_tag
-        self.connection.hold_output_until(queue.delivered(entry))
+        self.connection.hold_delivery_until(queue.delivered(entry))
         if method.no_ack:
             queue.discard(entry)
         else:

@@ -88,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._starved = False
         self._confirming: dict[Channel, None] = {}
         self._barrier = 0  # store write that must be on disk before more output
+        self._delivery_barrier = 0  # the same, for delivery marks
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self._last_send = self.loop.time()
@@ -178,9 +179,17 @@ class Connection(asyncio.Protocol):
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def hold_output_until(self, write: int) -> None:
-        """Send nothing more until store write ``write`` is on disk (0: no wait)."""
+        """Send nothing more until store write ``write`` (a message) is on disk: what
+        follows includes its confirm. 0: no wait."""
         if write > self._barrier:
             self._barrier = write
+
+    def hold_delivery_until(self, write: int) -> None:
+        """Send nothing more until store write ``write`` (a delivery mark) is on disk,
+        unless the store is failing: consumers then go on (as under RabbitMQ's disk
+        alarm), at the risk of a crash re-delivering without the flag."""
+        if write > self._delivery_barrier:
+            self._delivery_barrier = write
 
     def store_committed(self) -> None:
         """The store committed writes: send what waited for them, read again."""
@@ -193,7 +202,14 @@ class Connection(asyncio.Protocol):
     def _flush(self, force: bool = False) -> None:
         self._flush_handle = None
         store = self.broker.store
-        if not force and store is not None and self._barrier > store.committed:
+        if (
+            not force
+            and store is not None
+            and (
+                self._barrier > store.committed
+                or (self._delivery_barrier > store.committed and store.failed is None)
+            )
+        ):
             store.notify(self)  # the output waits for the disk
             return
         if self._out and self.transport is not None and not self.transport.is_closing():

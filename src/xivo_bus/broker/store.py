@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS queue_messages (
     vhost TEXT NOT NULL, queue TEXT NOT NULL, seq INTEGER NOT NULL,
     message_id INTEGER NOT NULL,
-    PRIMARY KEY (vhost, queue, seq)) WITHOUT ROWID;
+    PRIMARY KEY (vhost, queue, seq));
 """
 
 
@@ -193,17 +193,29 @@ class Store:
             "SELECT id, exchange, routing_key, properties, body FROM messages"
         ):
             recovered.messages[row[0]] = StoredMessage(*row)
+        lost: dict[tuple[str, str], int] = {}
         for vhost, queue_name, seq, message_id in connection.execute(
             "SELECT vhost, queue, seq, message_id FROM queue_messages ORDER BY vhost, queue, seq"
         ):
             stored = queues.get((vhost, queue_name))
-            if stored is None or message_id not in recovered.messages:
+            if stored is None:
+                # The queue's row is gone but its messages are not: keep them in a queue
+                # of that name (its arguments are lost).
+                stored = queues[vhost, queue_name] = StoredQueue(vhost, queue_name, False, {}, 0)
+                recovered.queues.append(stored)
                 recovered.skipped.append(
-                    f"message {message_id} of queue '{queue_name}' in vhost '{vhost}': "
-                    "its queue or body is missing"
+                    f"queue '{queue_name}' in vhost '{vhost}': its declaration was lost; "
+                    "re-created without arguments"
                 )
+            if message_id not in recovered.messages:
+                lost[vhost, queue_name] = lost.get((vhost, queue_name), 0) + 1
                 continue
             stored.entries.append((seq, message_id))
+        for (vhost, queue_name), count in lost.items():
+            recovered.skipped.append(
+                f"queue '{queue_name}' in vhost '{vhost}': {count} messages whose bodies were "
+                "lost"
+            )
         return recovered
 
     def _salvage(self, error: Exception) -> Recovered:
@@ -291,11 +303,41 @@ class Store:
                 if stopping:
                     log.error("store: %d writes lost at shutdown: %s", len(pending), error)
                     break
-                time.sleep(0.5)  # keep the writes, try again
+                pending = self._write_what_frees_space(pending)
+                time.sleep(0.2)  # keep the new messages, try again
                 continue
             failing = False
             self._loop.call_soon_threadsafe(self._committed, pending[-1][0])
             pending = []
+
+    def _write_what_frees_space(self, pending: list[tuple[int, tuple]]) -> list:
+        """While new messages cannot be written, still write removals, delivery marks
+        and definitions, so consumers can make room; return what is still to write.
+
+        A message removed before its own write made it is dropped from both lists, so it
+        cannot come back to life."""
+        growing = [item for item in pending if item[1][0] in _GROWING]
+        other = [item for item in pending if item[1][0] not in _GROWING]
+        new_entries = {item[1][1:4] for item in growing if item[1][0] == "entry"}
+        cancelled_entries = set()
+        cancelled_messages = set()
+        for _, op in other:
+            if op[0] == "entry-" and op[1:4] in new_entries:
+                cancelled_entries.add(op[1:4])
+                if op[4] is not None:
+                    cancelled_messages.add(op[4])
+        growing = [
+            item
+            for item in growing
+            if not (item[1][0] == "entry" and item[1][1:4] in cancelled_entries)
+            and not (item[1][0] == "message" and item[1][1] in cancelled_messages)
+        ]
+        if other:
+            try:
+                self._commit([op for _, op in other])
+            except sqlite3.Error:
+                return sorted(growing + other)
+        return growing
 
     def _commit(self, ops: list[tuple]) -> None:
         connection = self._connection
@@ -419,19 +461,46 @@ class Store:
         return self._submit(("deliver", vhost, queue_name, seq))
 
 
+SALVAGE_CHUNK = 256
+SALVAGE_GIVE_UP = 64  # unreadable or empty chunks in a row past the last good one
+
+
 def _readable_rows(connection: sqlite3.Connection, table: str, skipped: list[str]) -> list:
-    """The rows of a table that can still be read, one rowid range at a time."""
-    rows: list = []
-    columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
-    select = ", ".join(columns)
-    order = "vhost, queue, seq" if table == "queue_messages" else "rowid"
+    """The rows of a table that can still be read: rowid ranges, a damaged range read
+    again row by row, so that one bad page loses only its own rows."""
     try:
-        for row in connection.execute(f"SELECT {select} FROM {table} ORDER BY {order}"):
-            rows.append(row)
+        columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
     except sqlite3.DatabaseError as error:
-        skipped.append(f"{table}: rows after the first {len(rows)} are unreadable ({error})")
+        skipped.append(f"{table}: unreadable ({error})")
+        return []
+    select = f"SELECT {', '.join(columns)} FROM {table} WHERE rowid >= ? AND rowid < ?"
+    try:
+        last = connection.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
+    except sqlite3.DatabaseError:
+        last = None  # unknown: read on until nothing comes for a while
+    rows: list = []
+    unreadable = 0
+    start, quiet = 0, 0
+    while (last is not None and start <= last) or (last is None and quiet < SALVAGE_GIVE_UP):
+        try:
+            chunk = connection.execute(select, (start, start + SALVAGE_CHUNK)).fetchall()
+        except sqlite3.DatabaseError:
+            chunk = []
+            for rowid in range(start, start + SALVAGE_CHUNK):
+                try:
+                    chunk += connection.execute(select, (rowid, rowid + 1)).fetchall()
+                except sqlite3.DatabaseError:
+                    unreadable += 1
+        quiet = 0 if chunk else quiet + 1
+        rows += chunk
+        start += SALVAGE_CHUNK
+    if unreadable:
+        skipped.append(f"{table}: damaged; {len(rows)} rows read, the rest could not be")
     return rows
 
+
+# Writes that make the database bigger: held back while the disk is full.
+_GROWING = ("message", "entry")
 
 _STATEMENTS: dict[str, Callable[[tuple], list[tuple[str, tuple]]]] = {
     "exchange": lambda op: [("INSERT OR REPLACE INTO exchanges VALUES (?, ?, ?, ?, ?, ?)", op[1:])],
