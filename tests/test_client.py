@@ -246,3 +246,52 @@ def test_sync_publisher_is_safe_across_threads(broker, name):
                     break
             threading.Event().wait(0.05)
         assert sorted(received) == expected
+
+
+async def test_10000_confirmed_events_survive_a_broker_restart_mid_stream(tmp_path, name):
+    """The broker restarts in the middle of the stream; publisher and consumer resume by
+    themselves and every confirmed event arrives (durable queue, persistent events)."""
+    first = start_broker("--data-dir", str(tmp_path))
+    port = first.port
+    received: set[int] = set()
+    consumer = client.Consumer(first.url, queue=name, backoff=FAST, prefetch=50)
+
+    async def slow_handler(event) -> None:  # lags behind: the queue holds events
+        await asyncio.sleep(0.001)
+        received.add(event.user_id)
+
+    consumer.subscribe("call_form_result", slow_handler)
+    publisher = client.Publisher(first.url, backoff=FAST, timeout=60)
+    confirmed: set[int] = set()
+    restarted = []
+
+    async def publish(user_id: int) -> None:
+        await publisher.publish(call_form(user_id))
+        confirmed.add(user_id)
+
+    try:
+        await consumer.start()
+        await consumer.wait_connected(10)
+        loop = asyncio.get_running_loop()
+        for start in range(0, 10_000, 500):
+            batch = asyncio.gather(
+                *(publish(i) for i in range(start, start + 500)), return_exceptions=True
+            )
+            if start == 5_000:  # mid-stream, events in flight: restart the broker
+                await asyncio.sleep(0.02)
+                assert await loop.run_in_executor(None, first.stop) == 0
+                restarted.append(
+                    await loop.run_in_executor(
+                        None, start_broker, "--data-dir", str(tmp_path), "--port", str(port)
+                    )
+                )
+            results = await batch
+            assert not [r for r in results if isinstance(r, Exception)]
+        await wait_for(lambda: confirmed <= received, timeout=60)
+    finally:
+        await publisher.close()
+        await consumer.close()
+        for process in (first, *restarted):
+            process.stop()
+    assert len(confirmed) == 10_000
+    assert consumer.connections == 2
