@@ -38,11 +38,14 @@ class BrokerProcess:
         return self.proc.wait(timeout)
 
 
-def start_broker(*args: str, env: dict | None = None) -> BrokerProcess:
+def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> BrokerProcess:
     """Start ``xivo-bus serve --port 0`` and wait for its ready line. Unless ``args`` name
-    a ``--data-dir``, the broker gets a fresh one of its own."""
+    a ``--data-dir``, the broker gets a fresh one of its own. The call forms web service
+    starts only with ``cti=True`` (give ``--http 127.0.0.1:0`` with it)."""
     if "--data-dir" not in args and "--in-memory" not in args:
         args = (*args, "--data-dir", tempfile.mkdtemp(prefix="xivo-bus-test-"))
+    if not cti:
+        args = (*args, "--no-cti")
     proc = subprocess.Popen(
         [sys.executable, "-m", "xivo_bus", "--log-level", "INFO", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,

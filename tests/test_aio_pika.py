@@ -308,7 +308,7 @@ async def test_all_properties_round_trip(connection, channel, name):
         delivery_mode=DeliveryMode.PERSISTENT,
         priority=7,
         correlation_id="corr-1",
-        reply_to="amq.rabbitmq.reply-to",
+        reply_to="replies.here",
         expiration=60,
         message_id="msg-1",
         timestamp=timestamp,
@@ -326,7 +326,7 @@ async def test_all_properties_round_trip(connection, channel, name):
     assert got.delivery_mode == DeliveryMode.PERSISTENT
     assert got.priority == 7
     assert got.correlation_id == "corr-1"
-    assert got.reply_to == "amq.rabbitmq.reply-to"
+    assert got.reply_to == "replies.here"
     assert got.expiration == 60
     assert got.properties.expiration == "60000"  # on the wire: milliseconds, as a string
     assert got.message_id == "msg-1"

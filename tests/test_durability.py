@@ -277,3 +277,58 @@ def test_full_store_blocks_publishers_and_loses_nothing(tmp_path, name):
     publisher.close()
     connection.close()
     broker.stop()
+
+
+def test_exchange_to_exchange_bindings_survive_a_restart(tmp_path, name):
+    broker = start_broker("--data-dir", str(tmp_path))
+    connection = connect(broker)
+    channel = connection.channel()
+    channel.exchange_declare(f"{name}-src", "fanout", durable=True)
+    channel.exchange_declare(f"{name}-dst", "direct", durable=True)
+    channel.exchange_declare(f"{name}-ae", "fanout", durable=True)
+    channel.exchange_declare(
+        f"{name}-with-ae", "direct", durable=True, arguments={"alternate-exchange": f"{name}-ae"}
+    )
+    channel.queue_declare(f"{name}-q", durable=True)
+    channel.queue_declare(f"{name}-unrouted", durable=True)
+    channel.exchange_bind(f"{name}-dst", f"{name}-src")
+    channel.queue_bind(f"{name}-q", f"{name}-dst", "k")
+    channel.queue_bind(f"{name}-unrouted", f"{name}-ae")
+    connection.close()
+
+    broker = restart(broker, tmp_path)
+    connection = connect(broker)
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(f"{name}-src", "k", b"via e2e", PERSISTENT)
+    channel.basic_publish(f"{name}-with-ae", "nobody", b"via ae", PERSISTENT)
+    assert [body for body, _, _ in get_all(channel, f"{name}-q")] == [b"via e2e"]
+    assert [body for body, _, _ in get_all(channel, f"{name}-unrouted")] == [b"via ae"]
+    # deleting the destination exchange removes the binding, on disk too
+    channel.exchange_delete(f"{name}-dst")
+    connection.close()
+    broker = restart(broker, tmp_path)
+    connection = connect(broker)
+    channel = connection.channel()
+    channel.exchange_declare(f"{name}-dst", "direct", durable=True)
+    channel.queue_bind(f"{name}-q", f"{name}-dst", "k")
+    channel.basic_publish(f"{name}-src", "k", b"not routed", PERSISTENT)
+    channel.queue_declare(f"{name}-q", durable=True, passive=True)
+    assert get_all(channel, f"{name}-q") == []
+    connection.close()
+    broker.stop()
+
+
+def test_bcc_is_stripped_and_cc_kept(broker, name):
+    connection = connect(broker)
+    channel = connection.channel()
+    for suffix in ("a", "b", "c"):
+        channel.queue_declare(f"{name}-{suffix}", exclusive=True)
+    headers = {"CC": [f"{name}-b"], "BCC": [f"{name}-c"], "other": 1}
+    channel.basic_publish("", f"{name}-a", b"m", pika.BasicProperties(headers=headers))
+    for suffix in ("a", "b", "c"):
+        ((_, _, properties),) = [(b, r, p) for b, r, p in get_all(channel, f"{name}-{suffix}")]
+        assert properties.headers == {"CC": [f"{name}-b".encode()], "other": 1} or (
+            properties.headers == {"CC": [f"{name}-b"], "other": 1}
+        )
+    connection.close()

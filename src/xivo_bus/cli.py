@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib
 import json
 import logging
 import os
@@ -13,11 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from xivo_bus import __version__
+from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_PORT, Broker
 from xivo_bus.broker.store import StoreError
 from xivo_bus.paths import default_data_dir
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_HTTP = "127.0.0.1:9527"  # the call forms' web service
 
 
 def _install_uvloop() -> None:
@@ -45,7 +49,7 @@ def _stop_on_signals() -> asyncio.Event:
 async def _serve(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     data_dir = None if args.in_memory else Path(args.data_dir)
-    broker = Broker(data_dir, args.max_store_size)
+    broker = Broker(data_dir, args.max_store_size, consumer_timeout=args.consumer_timeout)
     try:
         host, port = await broker.start(args.host, args.port)
     except StoreError as error:
@@ -55,7 +59,7 @@ async def _serve(args: argparse.Namespace) -> int:
     print(f"xivo-bus {__version__}: accepting AMQP connections on {host}:{port}", flush=True)
     if broker.recovered is not None:
         recovered = broker.recovered
-        messages = sum(len(queue.entries) for queue in recovered.queues)
+        messages = sum(queue.messages for queue in recovered.queues)
         print(
             f"xivo-bus: data in {data_dir} ({len(recovered.queues)} durable queues, "
             f"{messages} messages recovered)",
@@ -65,10 +69,104 @@ async def _serve(args: argparse.Namespace) -> int:
             print(f"xivo-bus: damaged data skipped: {skipped}", file=sys.stderr, flush=True)
     else:
         print("xivo-bus: in memory only: nothing survives a restart", flush=True)
+    # What exists now lives for the whole run: keep the collector off it, and collect
+    # less often (a broker allocates a lot, and rarely makes reference cycles).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+    cti = None
+    if not args.no_cti:
+        # The call forms publish to this broker over AMQP, as they would to any other.
+        cti = await _start_cti(_loopback_url(host, port), args.http, Path(args.data_dir))
     await stop.wait()
     print("xivo-bus: shutting down", flush=True)
+    if cti is not None:
+        await cti.close()
     await broker.close()
     return 0
+
+
+def _loopback_url(host: str, port: int) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"amqp://guest:guest@{f'[{host}]' if ':' in host else host}:{port}/%2F"
+
+
+async def _start_cti(url: str, http: str, data_dir: Path, required: bool = False):
+    """Start the call forms; print their URL. A failure is an error if ``required``,
+    else a warning (``serve`` keeps the broker running without them)."""
+    # The web stack takes a while to import: do it in a thread, so that the broker
+    # already listening goes on answering meanwhile.
+    server = await asyncio.get_running_loop().run_in_executor(
+        None, importlib.import_module, "xivo_bus.cti.server"
+    )
+    CtiServer, CtiStartError, parse_host_port = (  # noqa: N806
+        server.CtiServer,
+        server.CtiStartError,
+        server.parse_host_port,
+    )
+
+    try:
+        host, port = parse_host_port(http)
+        cti = CtiServer(url, host, port, data_dir)
+        await cti.start()
+    except (ValueError, CtiStartError) as error:
+        if required:
+            raise
+        print(f"xivo-bus: call forms not started: {error}", file=sys.stderr, flush=True)
+        return None
+    print(f"xivo-bus: call forms on {cti.url} (forms: {cti.forms_source})", flush=True)
+    if not cti.state.users.all():
+        print(
+            f"xivo-bus: no users yet in {cti.state.users.path}; "
+            "add one with: xivo-bus users add LOGIN",
+            file=sys.stderr,
+            flush=True,
+        )
+    return cti
+
+
+async def _cti(args: argparse.Namespace) -> int:
+    from xivo_bus.cti.server import CtiStartError
+
+    stop = _stop_on_signals()
+    try:
+        cti = await _start_cti(args.url, args.http, Path(args.data_dir), required=True)
+    except (ValueError, CtiStartError) as error:
+        return _fail(str(error))
+    await stop.wait()
+    await cti.close()
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from xivo_bus.cti.users import UserError, UserStore
+
+    store = UserStore(Path(args.data_dir))
+    try:
+        if args.action == "list":
+            for user in store.all():
+                print(f"{user.id}\t{user.login}\t{user.name}")
+            return 0
+        if args.action == "remove":
+            user = store.remove(args.login)
+            print(f"removed user {user.login} (id {user.id})")
+            return 0
+        password = _read_password(args.password_stdin)
+        if password is None:
+            return _fail("the passwords do not match")
+        user = store.add(args.login, password, user_id=args.id, name=args.name or "")
+    except UserError as error:
+        return _fail(str(error))
+    print(f"added user {user.login} (id {user.id}) to {store.path}")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    return password if getpass.getpass("Again: ") == password else None
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -163,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
+    http_help = f"where the call forms listen (default {DEFAULT_HTTP}; port 0 picks a free one)"
     serve = commands.add_parser("serve", help="run the AMQP broker in the foreground")
     serve.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
@@ -176,11 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--data-dir",
         default=str(default_data_dir()),
-        help=f"where durable queues and persistent messages are kept (default {default_data_dir()})",
+        help="where durable queues and persistent messages are kept "
+        f"(default {default_data_dir()})",
     )
     serve.add_argument(
         "--in-memory", action="store_true", help="keep nothing on disk (no --data-dir)"
     )
+    serve.add_argument(
+        "--no-cti", action="store_true", help="do not start the call forms web service"
+    )
+    serve.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help=http_help)
     serve.add_argument(
         "--max-store-size",
         type=int,
@@ -188,9 +292,47 @@ def main(argv: list[str] | None = None) -> int:
         help="largest size of the store on disk; beyond it publishers are blocked until "
         "consumers make room (default: no limit but the disk's)",
     )
+    serve.add_argument(
+        "--consumer-timeout",
+        type=int,
+        default=DEFAULT_CONSUMER_TIMEOUT,
+        metavar="MS",
+        help="close a channel that leaves a delivery unacknowledged longer than this, as "
+        f"RabbitMQ does (default {DEFAULT_CONSUMER_TIMEOUT}, 30 minutes; 0: never)",
+    )
 
     url_default = os.environ.get("XIVO_BUS_URL", DEFAULT_URL)
-    url_help = f"AMQP URL of the bus (default $XIVO_BUS_URL or {DEFAULT_URL})"
+    # argparse %-formats help texts: the URL's %2F must be escaped.
+    url_help = f"AMQP URL of the bus (default $XIVO_BUS_URL or {DEFAULT_URL})".replace("%", "%%")
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir",
+        default=str(default_data_dir()),
+        help=f"users, forms and kept submissions (default {default_data_dir()})",
+    )
+
+    cti = commands.add_parser(
+        "cti", parents=[data_dir], help="run the call forms web service (pages, API, CTI)"
+    )
+    cti.add_argument("--url", default=url_default, help=url_help)
+    cti.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help=http_help)
+
+    users = commands.add_parser("users", help="manage the users of the call forms")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    add_user = user_actions.add_parser(
+        "add", parents=[data_dir], help="add a user (asks for the password)"
+    )
+    add_user.add_argument("login")
+    add_user.add_argument(
+        "--id", type=int, help="the user_id of their events (default: the next free one)"
+    )
+    add_user.add_argument("--name", help="display name (default: the login)")
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    user_actions.add_parser("list", parents=[data_dir], help="list users: id, login, name")
+    remove_user = user_actions.add_parser("remove", parents=[data_dir], help="remove a user")
+    remove_user.add_argument("login")
 
     listing = commands.add_parser("events", help="list the event catalogue")
     listing.add_argument(
@@ -225,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=10.0, help="connection timeout in seconds (default 10)"
     )
 
+    from xivo_bus.bench.command import add_arguments as add_bench_arguments  # argparse only
+
+    bench = commands.add_parser("bench", help="benchmark a broker (ours or RabbitMQ)")
+    add_bench_arguments(bench, url_default)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     if args.log_level != "DEBUG":
@@ -236,8 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("xivo_bus.client").setLevel(logging.ERROR)
     if args.command == "events":
         return _events(args)
+    if args.command == "users":
+        return _users(args)
+    if args.command == "bench":
+        from xivo_bus.bench.command import main as bench
+
+        return bench(args)
     _install_uvloop()
-    runner = {"serve": _serve, "publish": _publish, "listen": _listen}[args.command]
+    runner = {"serve": _serve, "publish": _publish, "listen": _listen, "cti": _cti}[args.command]
     return asyncio.run(runner(args))
 
 

@@ -44,6 +44,10 @@ _method_index = struct.Struct(">I")
 _content_header = struct.Struct(">HHQ")
 _ack = struct.Struct(">QB")
 _deliver_tail = struct.Struct(">QB")
+# The method's frame end, the content header frame's header and its fixed fields.
+_end_then_content_header = struct.Struct(">BBHIHHQ")
+# The content header's frame end and the body frame's header.
+_end_then_body_header = struct.Struct(">BBHI")
 
 HEARTBEAT_FRAME = _frame_header.pack(FRAME_HEARTBEAT, 0, 0) + FRAME_END_BYTE
 
@@ -68,6 +72,7 @@ class ContentFrame:
 
     ``properties`` is the raw property flags and property list exactly as the client sent
     them, so they can be forwarded without re-encoding (see ``xivo_bus.amqp.properties``).
+    ``method`` may be shared between identical publishes: read it, never change it.
     """
 
     channel: int
@@ -152,11 +157,71 @@ class FrameReader:
                 raise _bad_frame_end(
                     frame_type, buffer[offset + FRAME_HEADER_SIZE : end], buffer[end]
                 )
+            if (
+                frame_type == FRAME_METHOD
+                and channel
+                and size >= 4
+                and _method_index.unpack_from(buffer, offset + FRAME_HEADER_SIZE)[0]
+                == BASIC_PUBLISH
+                and channel not in self._partial
+            ):
+                whole = self._whole_publish(buffer, offset + FRAME_HEADER_SIZE, end, channel)
+                if whole is not None:
+                    return whole
             payload = bytes(buffer[offset + FRAME_HEADER_SIZE : end])
             offset = self._offset = end + 1
             event = self._frame(frame_type, channel, payload)
             if event is not None:
                 return event
+
+    def _whole_publish(
+        self, buffer: bytearray, start: int, end: int, channel: int
+    ) -> ContentFrame | None:
+        """The fast path for the common case: a basic.publish whose content header and
+        single body frame are already in the buffer, all well-formed. Anything else
+        (content split over reads or frames, interleaved frames, any error) returns None
+        and goes the frame-by-frame way, which gives the same events and errors."""
+        header_at = end + 1
+        header_end = self._complete_frame(buffer, header_at, FRAME_HEADER, channel)
+        if header_end is None or header_end - header_at < FRAME_HEADER_SIZE + 14:
+            return None
+        class_id, weight, body_size = _content_header.unpack_from(
+            buffer, header_at + FRAME_HEADER_SIZE
+        )
+        if class_id != BASIC_CLASS or weight != 0:
+            return None
+        next_offset = header_end + 1
+        body = b""
+        if body_size:
+            body_at = next_offset
+            body_end = self._complete_frame(buffer, body_at, FRAME_BODY, channel)
+            if body_end is None or body_end - body_at - FRAME_HEADER_SIZE != body_size:
+                return None
+            body = bytes(buffer[body_at + FRAME_HEADER_SIZE : body_end])
+            next_offset = body_end + 1
+        method = _cached_publish(bytes(buffer[start:end]))
+        properties = bytes(buffer[header_at + FRAME_HEADER_SIZE + 12 : header_end])
+        self._offset = next_offset
+        return ContentFrame(channel, method, properties, body)
+
+    def _complete_frame(
+        self, buffer: bytearray, at: int, frame_type: int, channel: int
+    ) -> int | None:
+        """Where the frame-end octet is, if a whole well-formed frame of this type and
+        channel starts at ``at``; None otherwise."""
+        if len(buffer) - at < FRAME_OVERHEAD:
+            return None
+        found_type, found_channel, size = _frame_header.unpack_from(buffer, at)
+        end = at + FRAME_HEADER_SIZE + size
+        if (
+            found_type != frame_type
+            or found_channel != channel
+            or size > self.frame_max
+            or end >= len(buffer)
+            or buffer[end] != FRAME_END
+        ):
+            return None
+        return end
 
     def _frame(self, frame_type: int, channel: int, payload: bytes) -> Event | None:
         if channel == 0 and frame_type in (FRAME_HEADER, FRAME_BODY):
@@ -337,6 +402,22 @@ def decode_publish(payload: bytes) -> commands.Basic.Publish:
     return method
 
 
+# Publishers repeat the same exchange and routing key: decode each distinct basic.publish
+# once. The decoded methods are shared, read-only.
+_PUBLISH_CACHE_SIZE = 1024
+_publish_cache: dict[bytes, commands.Basic.Publish] = {}
+
+
+def _cached_publish(payload: bytes) -> commands.Basic.Publish:
+    method = _publish_cache.get(payload)
+    if method is None:
+        method = decode_publish(payload)
+        if len(_publish_cache) >= _PUBLISH_CACHE_SIZE:
+            _publish_cache.clear()
+        _publish_cache[payload] = method
+    return method
+
+
 def decode_ack(payload: bytes) -> commands.Basic.Ack:
     if len(payload) < 13:
         raise _cannot_decode(payload)
@@ -376,6 +457,24 @@ def content_frames(
     property flags and list as received.
     """
     size = len(body)
+    chunk = frame_max - FRAME_OVERHEAD
+    if 0 < size <= chunk:
+        # The common case in one piece: fewer objects to build and hand to the transport.
+        return [
+            b"".join(
+                (
+                    _frame_header.pack(FRAME_METHOD, channel, len(method_payload)),
+                    method_payload,
+                    _end_then_content_header.pack(
+                        FRAME_END, FRAME_HEADER, channel, 12 + len(properties), BASIC_CLASS, 0, size
+                    ),
+                    properties,
+                    _end_then_body_header.pack(FRAME_END, FRAME_BODY, channel, size),
+                    body,
+                    FRAME_END_BYTE,
+                )
+            )
+        ]
     out = [
         _frame_header.pack(FRAME_METHOD, channel, len(method_payload)),
         method_payload,
@@ -385,10 +484,7 @@ def content_frames(
         properties,
         FRAME_END_BYTE,
     ]
-    chunk = frame_max - FRAME_OVERHEAD
     if size <= chunk:
-        if size:
-            out += (_frame_header.pack(FRAME_BODY, channel, size), body, FRAME_END_BYTE)
         return out
     view = memoryview(body)
     for start in range(0, size, chunk):

@@ -36,6 +36,10 @@ _HEADERS_FLAG = 0x2000
 _DELIVERY_MODE_FLAG = 0x1000
 
 
+def has_headers(raw: bytes) -> bool:
+    return len(raw) >= 2 and bool(raw[0] & (_HEADERS_FLAG >> 8))
+
+
 def delivery_mode(raw: bytes) -> int | None:
     """The delivery_mode property (2 = persistent) read straight from the raw bytes:
     it comes after content_type, content_encoding and headers, which are skipped."""
@@ -62,3 +66,74 @@ def delivery_mode(raw: bytes) -> int | None:
 def has_user_id(raw: bytes) -> bool:
     """Whether the user_id property is set, without decoding anything."""
     return len(raw) >= 2 and bool(raw[1] & _USER_ID_FLAG)
+
+
+_EXPIRATION_FLAG = 0x0100
+# The 14 properties in wire order: (flag, kind); kind is 1 (octet), 8 (long long),
+# "s" (short string) or "t" (field table).
+_LAYOUT = (
+    (0x8000, "s"),
+    (0x4000, "s"),
+    (_HEADERS_FLAG, "t"),
+    (_DELIVERY_MODE_FLAG, 1),
+    (0x0800, 1),
+    (0x0400, "s"),
+    (0x0200, "s"),
+    (_EXPIRATION_FLAG, "s"),
+    (0x0080, "s"),
+    (0x0040, 8),
+    (0x0020, "s"),
+    (_USER_ID_FLAG, "s"),
+    (0x0008, "s"),
+    (0x0004, "s"),
+)
+
+
+def has_expiration(raw: bytes) -> bool:
+    """Whether the expiration property is set, without decoding anything."""
+    return len(raw) >= 2 and bool(raw[0] & (_EXPIRATION_FLAG >> 8))
+
+
+def _fields(raw: bytes) -> dict[int, bytes]:
+    """Each property present, by flag, as its encoded bytes."""
+    flags = int.from_bytes(raw[:2], "big")
+    if flags & 1:
+        raw = encode(decode(raw))  # continuation flag words: normalised by pamqp
+        flags = int.from_bytes(raw[:2], "big")
+    fields = {}
+    offset = 2
+    for flag, kind in _LAYOUT:
+        if not flags & flag:
+            continue
+        if kind == "s":
+            size = 1 + raw[offset]
+        elif kind == "t":
+            size = 4 + int.from_bytes(raw[offset : offset + 4], "big")
+        else:
+            size = kind
+        fields[flag] = raw[offset : offset + size]
+        offset += size
+    return fields
+
+
+def raw_headers(raw: bytes) -> bytes:
+    """The headers table's encoded fields (without its length), b"" when there is none."""
+    return _fields(raw).get(_HEADERS_FLAG, b"\0\0\0\0")[4:]
+
+
+def replace(raw: bytes, headers: bytes | None = None, expiration: bool = True) -> bytes:
+    """The raw properties with the headers table replaced by ``headers`` (encoded, with
+    its length) and, with ``expiration=False``, without the expiration property; every
+    other property keeps its bytes."""
+    fields = _fields(raw)
+    if headers is not None:
+        fields[_HEADERS_FLAG] = headers
+    if not expiration:
+        fields.pop(_EXPIRATION_FLAG, None)
+    flags = 0
+    out = []
+    for flag, _kind in _LAYOUT:
+        if flag in fields:
+            flags |= flag
+            out.append(fields[flag])
+    return flags.to_bytes(2, "big") + b"".join(out)

@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING
 from pamqp import commands
 
 from xivo_bus.amqp import errors, frames, properties
+from xivo_bus.broker.arguments import consumer_priority, parse_expiration
 from xivo_bus.broker.exchanges import exchange_class
 from xivo_bus.broker.message import Entry, Message
-from xivo_bus.broker.queue import Consumer, Queue
+from xivo_bus.broker.queue import REFUSED, Consumer, Queue
 
 if TYPE_CHECKING:
     from xivo_bus.broker.connection import Connection
 
 _NO_ROUTE_TEXT = "NO_ROUTE"
+REPLY_TO = "amq.rabbitmq.reply-to"
+_REPLY_TO_BYTES = REPLY_TO.encode()
 
 
 def generated_name(prefix: str) -> str:
@@ -60,12 +63,17 @@ class Channel:
         self.confirm = False
         self.publish_seq = 0
         self.confirmed_seq = 0
+        self.nacked: list[int] = []  # publish seqs a queue refused, to nack
+        self._refused = False  # the publish being routed was refused by a queue
         self.tx: list | None = None  # pending publishes and acks while in tx mode
+        self.reply_queue: Queue | None = None  # direct reply-to
         self.closing = False
         self._handlers = {
             commands.Channel.Flow: self.on_flow,
             commands.Exchange.Declare: self.on_exchange_declare,
             commands.Exchange.Delete: self.on_exchange_delete,
+            commands.Exchange.Bind: self.on_exchange_bind,
+            commands.Exchange.Unbind: self.on_exchange_unbind,
             commands.Queue.Declare: self.on_queue_declare,
             commands.Queue.Bind: self.on_queue_bind,
             commands.Queue.Unbind: self.on_queue_unbind,
@@ -194,6 +202,14 @@ class Channel:
 
     def on_queue_declare(self, method: commands.Queue.Declare) -> None:
         name = method.queue
+        if method.passive and (name == REPLY_TO or name in self.vhost.reply_queues):
+            # RabbitMQ answers with one consumer for the pseudo-queue and reply queues alike.
+            self.reply(
+                frames.build(
+                    commands.Queue.DeclareOk, queue=name, message_count=0, consumer_count=1
+                )
+            )
+            return
         if method.passive:
             queue = self.vhost.queue(name, self.connection)
         else:
@@ -213,6 +229,7 @@ class Channel:
                 self.connection,
             )
         self.last_queue_name = queue.name
+        queue.used()  # (re)declaring renews an x-expires queue's lease
         if not method.nowait:
             self.reply(
                 frames.build(
@@ -223,32 +240,62 @@ class Channel:
                 )
             )
 
-    def on_queue_bind(self, method: commands.Queue.Bind) -> None:
+    def _binding_names(self, method) -> tuple[str, str]:
+        """The queue and routing key of a queue.bind/unbind. As in RabbitMQ, an empty
+        queue name means the last queue declared on the channel, and then an empty
+        routing key means that queue's name too."""
         queue_name = self._queue_name(method.queue)
+        routing_key = method.routing_key
+        if not method.queue and not routing_key:
+            routing_key = queue_name
         if method.exchange == "":
             raise _default_exchange_refused()
+        return queue_name, routing_key
+
+    def on_queue_bind(self, method: commands.Queue.Bind) -> None:
+        queue_name, routing_key = self._binding_names(method)
         exchange = self.vhost.exchange(method.exchange)
         queue = self.vhost.queue(queue_name, self.connection)
-        self.vhost.bind(exchange, queue, method.routing_key, method.arguments or {})
+        self.vhost.bind(exchange, queue, routing_key, method.arguments or {})
         if not method.nowait:
             self.reply(commands.Queue.BindOk())
 
     def on_queue_unbind(self, method: commands.Queue.Unbind) -> None:
         # Unbinding what does not exist succeeds, as in RabbitMQ.
-        queue_name = self._queue_name(method.queue)
-        if method.exchange == "":
-            raise _default_exchange_refused()
+        queue_name, routing_key = self._binding_names(method)
         exchange = self.vhost.exchanges.get(method.exchange)
         queue = self.vhost.queues.get(queue_name)
         arguments = method.arguments or {}
         if (
             exchange is not None
             and queue is not None
-            and exchange.has_binding(queue, method.routing_key, arguments)
+            and exchange.has_binding(queue, routing_key, arguments)
         ):
             self.vhost.check_exclusive(queue, self.connection)
-            self.vhost.unbind(exchange, queue, method.routing_key, arguments)
+            self.vhost.unbind(exchange, queue, routing_key, arguments)
         self.reply(commands.Queue.UnbindOk())
+
+    def _exchange_pair(self, method):
+        """Source and destination of an exchange.bind/unbind (source checked first)."""
+        if method.source == "" or method.destination == "":
+            raise _default_exchange_refused()
+        return self.vhost.exchange(method.source), self.vhost.exchange(method.destination)
+
+    def on_exchange_bind(self, method: commands.Exchange.Bind) -> None:
+        source, destination = self._exchange_pair(method)
+        self.vhost.bind(source, destination, method.routing_key, method.arguments or {})
+        if not method.nowait:
+            self.reply(commands.Exchange.BindOk())
+
+    def on_exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
+        if method.source == "" or method.destination == "":
+            raise _default_exchange_refused()
+        source = self.vhost.exchanges.get(method.source)
+        destination = self.vhost.exchanges.get(method.destination)
+        if source is not None and destination is not None:
+            self.vhost.unbind(source, destination, method.routing_key, method.arguments or {})
+        if not method.nowait:
+            self.reply(commands.Exchange.UnbindOk())
 
     def on_queue_purge(self, method: commands.Queue.Purge) -> None:
         count = self._queue(method.queue).purge()
@@ -286,12 +333,16 @@ class Channel:
             consumer.queue.dispatch()
 
     def on_basic_consume(self, method: commands.Basic.Consume) -> None:
-        queue = self._queue(method.queue)
+        if method.queue == REPLY_TO:
+            queue = self._reply_queue(method)
+        else:
+            queue = self._queue(method.queue)
         tag = method.consumer_tag or generated_name("amq.ctag-")
         if tag in self.consumers:
             raise errors.ConnectionError(
                 errors.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'"
             )
+        priority = consumer_priority(queue.name, self.vhost.name, method.arguments)
         if queue.consumers and (method.exclusive or queue.has_exclusive_consumer()):
             raise errors.ChannelError(
                 errors.ACCESS_REFUSED,
@@ -305,15 +356,46 @@ class Channel:
             method.no_ack,
             method.exclusive,
             self.prefetch_count,
+            priority,
         )
         self.consumers[tag] = consumer
         if not method.nowait:
             self.reply(commands.Basic.ConsumeOk(consumer_tag=tag))
         queue.add_consumer(consumer)
 
+    def _reply_queue(self, method: commands.Basic.Consume) -> Queue:
+        """Direct reply-to: consuming from the pseudo-queue gives the channel a private
+        queue that replies are routed to by its name (never declared, never bound)."""
+        if not method.no_ack:
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED, "reply consumer cannot acknowledge"
+            )
+        if self.reply_queue is not None:
+            raise errors.ChannelError(errors.PRECONDITION_FAILED, "reply consumer already set")
+        name = generated_name(f"{REPLY_TO}.")
+        self.reply_queue = Queue(self.vhost, name, exclusive_owner=self.connection)
+        self.vhost.reply_queues[name] = self.reply_queue
+        return self.reply_queue
+
+    def _direct_reply_to(self, raw_properties: bytes) -> bytes:
+        """A request whose reply_to is the pseudo-queue gets this channel's reply queue
+        name instead, so that the reply comes back here."""
+        decoded = properties.decode(raw_properties)
+        if decoded.reply_to != REPLY_TO:
+            return raw_properties
+        if self.reply_queue is None:
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED, "fast reply consumer does not exist"
+            )
+        decoded.reply_to = self.reply_queue.name
+        return properties.encode(decoded)
+
     def _remove_consumer(self, consumer: Consumer) -> None:
         del self.consumers[consumer.tag]
         consumer.queue.remove_consumer(consumer)
+        if consumer.queue is self.reply_queue:
+            del self.vhost.reply_queues[self.reply_queue.name]
+            self.reply_queue = None
 
     def on_basic_cancel(self, method: commands.Basic.Cancel) -> None:
         consumer = self.consumers.get(method.consumer_tag)
@@ -441,6 +523,8 @@ class Channel:
         if requeue:
             self._requeue(deliveries)
         else:
+            for delivery in deliveries:
+                delivery.queue.rejected(delivery.entry)  # dead-lettered, if it has a DLX
             self._discard(deliveries)
 
     def on_basic_recover(self, method) -> None:
@@ -468,6 +552,8 @@ class Channel:
             )
         if method.immediate:
             raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "immediate=true")
+        if _REPLY_TO_BYTES in raw_properties:
+            raw_properties = self._direct_reply_to(raw_properties)
         message = Message(method.exchange, method.routing_key, raw_properties, body)
         if properties.has_user_id(raw_properties):
             user_id = message.properties.user_id
@@ -477,18 +563,23 @@ class Channel:
                     f"user_id property set to '{user_id}' but authenticated user was "
                     f"'{self.connection.user.name}'",
                 )
+        if properties.has_expiration(raw_properties):
+            message.ttl = parse_expiration(message.properties.expiration)
         if self.tx is not None:
             self.tx.append((exchange, message, method.mandatory))
             return
         # A confirm (or any later reply) waits until the message is on disk.
+        self._refused = False
         self.connection.hold_output_until(self._route(exchange, message, method.mandatory))
         if self.confirm:
             self.publish_seq += 1
+            if self._refused:
+                self.nacked.append(self.publish_seq)
             self.connection.confirms_pending(self)
 
     def _route(self, exchange, message: Message, mandatory: bool) -> int:
         """Enqueue where the exchange routes; returns the store write to wait for."""
-        queues = exchange.route(message)
+        queues = self.vhost.route(exchange, message)
         if not queues:
             if mandatory:
                 returned = frames.build(
@@ -501,17 +592,42 @@ class Channel:
                 self.connection.send_content(self.number, frames.encode_method(returned), message)
             return 0
         write = 0
+        message = message.without_bcc()
         for queue in queues:
-            write = max(write, queue.enqueue(message))
+            queue_write = queue.enqueue(message)
+            if queue_write == REFUSED:
+                self._refused = True
+            elif queue_write > write:
+                write = queue_write
         return write
 
     def send_confirms(self) -> None:
-        """Acknowledge every publish routed since the last call, with one basic.ack."""
+        """Confirm every publish routed since the last call: one basic.ack, or, when a
+        queue refused some, a basic.ack or basic.nack per run of alike outcomes (with
+        ``multiple`` when the run is longer than one)."""
         seq = self.publish_seq
-        if seq > self.confirmed_seq and not self.closing:
-            multiple = seq - self.confirmed_seq > 1
-            self.confirmed_seq = seq
-            self.reply(commands.Basic.Ack(delivery_tag=seq, multiple=multiple))
+        if seq <= self.confirmed_seq or self.closing:
+            return
+        if self.nacked:
+            self._send_mixed_confirms(seq)
+            return
+        multiple = seq - self.confirmed_seq > 1
+        self.confirmed_seq = seq
+        self.reply(commands.Basic.Ack(delivery_tag=seq, multiple=multiple))
+
+    def _send_mixed_confirms(self, seq: int) -> None:
+        nacked = set(self.nacked)
+        first = self.confirmed_seq + 1
+        while first <= seq:
+            refused = first in nacked
+            last = first
+            while last < seq and ((last + 1) in nacked) == refused:
+                last += 1
+            kind = commands.Basic.Nack if refused else commands.Basic.Ack
+            self.reply(kind(delivery_tag=last, multiple=last > first))
+            first = last + 1
+        self.nacked.clear()
+        self.confirmed_seq = seq
 
     # -- confirm and tx ---------------------------------------------------------------
 

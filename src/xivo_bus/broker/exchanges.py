@@ -1,6 +1,9 @@
-"""Exchange types: one small class per type, each a ``route(message) -> queues``.
+"""Exchange types: one small class per type, each a ``route(message, routing_key) ->
+destinations``.
 
-Bindings are identified, as in RabbitMQ, by (destination, routing key, arguments).
+A destination is a queue or, with exchange-to-exchange bindings, another exchange (the
+vhost follows those). Bindings are identified, as in RabbitMQ, by (destination, routing
+key, arguments).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from xivo_bus.amqp import errors
 if TYPE_CHECKING:
     from xivo_bus.broker.message import Message
     from xivo_bus.broker.queue import Queue
+
+    Destination = Queue | "Exchange"
 
 
 def freeze(value: Any) -> Any:
@@ -26,13 +31,13 @@ def freeze(value: Any) -> Any:
 
 
 class Binding:
-    __slots__ = ("queue", "routing_key", "arguments", "key")
+    __slots__ = ("destination", "routing_key", "arguments", "key")
 
-    def __init__(self, queue: Queue, routing_key: str, arguments: dict):
-        self.queue = queue
+    def __init__(self, destination: Destination, routing_key: str, arguments: dict):
+        self.destination = destination
         self.routing_key = routing_key
         self.arguments = arguments
-        self.key = (queue, routing_key, freeze(arguments))
+        self.key = (destination, routing_key, freeze(arguments))
 
 
 class Exchange:
@@ -53,32 +58,55 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments or {}
+        alternate = self.arguments.get("alternate-exchange")
+        self.alternate_exchange: str | None = (
+            alternate.decode() if isinstance(alternate, bytes) else alternate
+        )
         self.bindings: dict[tuple, Binding] = {}
+        self.exchange_bindings = 0  # bindings whose destination is an exchange
 
-    def bind(self, queue: Queue, routing_key: str, arguments: dict) -> bool:
+    @property
+    def simple(self) -> bool:
+        """Routes straight to queues: no exchange destinations, no alternate exchange."""
+        return not self.exchange_bindings and not self.alternate_exchange
+
+    def check_binding(self, arguments: dict) -> None:
+        """Refuse binding arguments the type cannot use (``ChannelError``)."""
+
+    def bind(self, destination: Destination, routing_key: str, arguments: dict) -> bool:
         """Add a binding; False when it already existed."""
-        binding = Binding(queue, routing_key, arguments)
+        binding = Binding(destination, routing_key, arguments)
         if binding.key in self.bindings:
             return False
         self.bindings[binding.key] = binding
+        if isinstance(destination, Exchange):
+            self.exchange_bindings += 1
         self._add(binding)
         return True
 
-    def has_binding(self, queue: Queue, routing_key: str, arguments: dict) -> bool:
-        return (queue, routing_key, freeze(arguments)) in self.bindings
+    def has_binding(self, destination: Destination, routing_key: str, arguments: dict) -> bool:
+        return (destination, routing_key, freeze(arguments)) in self.bindings
 
-    def unbind(self, queue: Queue, routing_key: str, arguments: dict) -> bool:
-        binding = self.bindings.pop((queue, routing_key, freeze(arguments)), None)
+    def unbind(self, destination: Destination, routing_key: str, arguments: dict) -> bool:
+        binding = self.bindings.pop((destination, routing_key, freeze(arguments)), None)
         if binding is None:
             return False
-        self._remove(binding)
+        self._forget(binding)
         return True
 
-    def unbind_queue(self, queue: Queue) -> None:
-        for key in [k for k in self.bindings if k[0] is queue]:
-            self._remove(self.bindings.pop(key))
+    def unbind_all(self, destination: Destination) -> bool:
+        """Remove every binding to ``destination``; whether there was any."""
+        keys = [key for key in self.bindings if key[0] is destination]
+        for key in keys:
+            self._forget(self.bindings.pop(key))
+        return bool(keys)
 
-    def route(self, message: Message) -> list[Queue]:
+    def _forget(self, binding: Binding) -> None:
+        if isinstance(binding.destination, Exchange):
+            self.exchange_bindings -= 1
+        self._remove(binding)
+
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
         raise NotImplementedError
 
     def _add(self, binding: Binding) -> None:
@@ -95,27 +123,27 @@ class DirectExchange(Exchange):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        # routing key -> queues (a dict as an ordered set; a queue bound twice with other
-        # arguments still gets one copy)
-        self._by_key: dict[str, dict[Queue, int]] = {}
+        # routing key -> destinations (a dict as an ordered set; one bound twice with
+        # other arguments still gets one copy)
+        self._by_key: dict[str, dict[Destination, int]] = {}
 
     def _add(self, binding: Binding) -> None:
-        queues = self._by_key.setdefault(binding.routing_key, {})
-        queues[binding.queue] = queues.get(binding.queue, 0) + 1
+        destinations = self._by_key.setdefault(binding.routing_key, {})
+        destinations[binding.destination] = destinations.get(binding.destination, 0) + 1
 
     def _remove(self, binding: Binding) -> None:
-        queues = self._by_key[binding.routing_key]
-        count = queues[binding.queue] - 1
+        destinations = self._by_key[binding.routing_key]
+        count = destinations[binding.destination] - 1
         if count:
-            queues[binding.queue] = count
+            destinations[binding.destination] = count
         else:
-            del queues[binding.queue]
-            if not queues:
+            del destinations[binding.destination]
+            if not destinations:
                 del self._by_key[binding.routing_key]
 
-    def route(self, message: Message) -> list[Queue]:
-        queues = self._by_key.get(message.routing_key)
-        return list(queues) if queues else []
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
+        destinations = self._by_key.get(routing_key)
+        return list(destinations) if destinations else []
 
 
 class DefaultExchange(Exchange):
@@ -123,28 +151,29 @@ class DefaultExchange(Exchange):
 
     type_name = "direct"
 
-    def __init__(self, queues: dict[str, Queue]):
+    def __init__(self, queues: dict[str, Queue], reply_queues: dict[str, Queue]):
         super().__init__("", durable=True)
         self._queues = queues
+        self._reply_queues = reply_queues  # direct reply-to: amq.rabbitmq.reply-to.*
 
-    def route(self, message: Message) -> list[Queue]:
-        queue = self._queues.get(message.routing_key)
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
+        queue = self._queues.get(routing_key) or self._reply_queues.get(routing_key)
         return [queue] if queue is not None else []
 
 
 class FanoutExchange(Exchange):
     type_name = "fanout"
 
-    def route(self, message: Message) -> list[Queue]:
-        return list(dict.fromkeys(b.queue for b in self.bindings.values()))
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
+        return list(dict.fromkeys(b.destination for b in self.bindings.values()))
 
 
 class _TopicNode:
-    __slots__ = ("children", "queues")
+    __slots__ = ("children", "destinations")
 
     def __init__(self) -> None:
         self.children: dict[str, _TopicNode] = {}
-        self.queues: dict[Queue, int] = {}
+        self.destinations: dict[Destination, int] = {}
 
 
 def _words(key: str) -> list[str]:
@@ -165,7 +194,7 @@ class TopicExchange(Exchange):
         node = self._root
         for word in _words(binding.routing_key):
             node = node.children.setdefault(word, _TopicNode())
-        node.queues[binding.queue] = node.queues.get(binding.queue, 0) + 1
+        node.destinations[binding.destination] = node.destinations.get(binding.destination, 0) + 1
 
     def _remove(self, binding: Binding) -> None:
         path = [self._root]
@@ -173,27 +202,27 @@ class TopicExchange(Exchange):
         for word in words:
             path.append(path[-1].children[word])
         node = path[-1]
-        count = node.queues[binding.queue] - 1
+        count = node.destinations[binding.destination] - 1
         if count:
-            node.queues[binding.queue] = count
+            node.destinations[binding.destination] = count
             return
-        del node.queues[binding.queue]
+        del node.destinations[binding.destination]
         # prune empty branches
         for parent, word, child in zip(
             reversed(path[:-1]), reversed(words), reversed(path[1:]), strict=True
         ):
-            if child.queues or child.children:
+            if child.destinations or child.children:
                 break
             del parent.children[word]
 
-    def route(self, message: Message) -> list[Queue]:
-        found: dict[Queue, None] = {}
-        self._match(self._root, _words(message.routing_key), 0, found)
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
+        found: dict[Destination, None] = {}
+        self._match(self._root, _words(routing_key), 0, found)
         return list(found)
 
     def _match(self, node: _TopicNode, words: list[str], i: int, found: dict) -> None:
         if i == len(words):
-            found.update(dict.fromkeys(node.queues))
+            found.update(dict.fromkeys(node.destinations))
             hash_node = node.children.get("#")
             if hash_node is not None:
                 self._match(hash_node, words, i, found)
@@ -212,6 +241,23 @@ class TopicExchange(Exchange):
 
 
 _MISSING = object()
+X_MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Field values are equal as RabbitMQ (Erlang) sees them: a boolean is never a
+    number, strings compare as bytes."""
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    return a == b
 
 
 class HeadersExchange(Exchange):
@@ -220,19 +266,27 @@ class HeadersExchange(Exchange):
 
     type_name = "headers"
 
-    def route(self, message: Message) -> list[Queue]:
+    def check_binding(self, arguments: dict) -> None:
+        mode = arguments.get("x-match", "all")
+        if _text(mode) not in X_MATCH_MODES:
+            shown = mode.decode(errors="replace") if isinstance(mode, bytes) else mode
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED,
+                f'Invalid x-match field value <<"{shown}">>; expected all, any, all-with-x, '
+                "or any-with-x",
+            )
+
+    def route(self, message: Message, routing_key: str) -> list[Destination]:
         headers = message.headers
-        found: dict[Queue, None] = {}
+        found: dict[Destination, None] = {}
         for binding in self.bindings.values():
-            if binding.queue not in found and self._matches(binding.arguments, headers):
-                found[binding.queue] = None
+            if binding.destination not in found and self._matches(binding.arguments, headers):
+                found[binding.destination] = None
         return list(found)
 
     @staticmethod
     def _matches(arguments: dict, headers: dict) -> bool:
-        mode = arguments.get("x-match", "all")
-        if isinstance(mode, bytes):
-            mode = mode.decode()
+        mode = _text(arguments.get("x-match", "all"))
         with_x = mode.endswith("-with-x")
         want_all = mode.startswith("all")
         matched = False
@@ -240,7 +294,7 @@ class HeadersExchange(Exchange):
             if key.startswith("x-") and (key == "x-match" or not with_x):
                 continue
             actual = headers.get(key, _MISSING)
-            ok = actual is not _MISSING and (expected is None or actual == expected)
+            ok = actual is not _MISSING and (expected is None or _same_value(actual, expected))
             if want_all and not ok:
                 return False
             if ok:

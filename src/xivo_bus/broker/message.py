@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pamqp import commands
 
-from xivo_bus.amqp import frames, properties
+from xivo_bus.amqp import errors, frames, properties
+from xivo_bus.broker.arguments import type_name
 
 
 class Message:
@@ -24,6 +25,7 @@ class Message:
         "persistent",
         "store_id",
         "stored_refs",
+        "ttl",
         "_properties",
     )
 
@@ -37,13 +39,79 @@ class Message:
         self.persistent = properties.delivery_mode(raw_properties) == 2
         self.store_id: int | None = None  # its row in the store, once written there
         self.stored_refs = 0  # durable queues holding it on disk
+        self.ttl: int | None = None  # the expiration property, in ms, when it has one
         self._properties: commands.Basic.Properties | None = None
+
+    @classmethod
+    def from_store(
+        cls,
+        store_id: int,
+        exchange: str,
+        routing_key: str,
+        raw_properties: bytes,
+        body: bytes,
+        names: dict[str, bytes],
+    ) -> Message:
+        """A persistent message read back at start-up; ``names`` caches encoded exchange
+        names and routing keys, which many messages share."""
+        message = cls.__new__(cls)
+        message.exchange = exchange
+        message.routing_key = routing_key
+        message.exchange_ss = names.get(exchange) or names.setdefault(
+            exchange, frames.short_str(exchange)
+        )
+        message.routing_key_ss = names.get(routing_key) or names.setdefault(
+            routing_key, frames.short_str(routing_key)
+        )
+        message.raw_properties = raw_properties
+        message.body = body
+        message.persistent = True
+        message.store_id = store_id
+        message.stored_refs = 0
+        message.ttl = None
+        message._properties = None
+        return message
 
     @property
     def properties(self) -> commands.Basic.Properties:
         if self._properties is None:
             self._properties = properties.decode(self.raw_properties)
         return self._properties
+
+    def sender_routes(self) -> list[str] | None:
+        """The extra routing keys of the CC and BCC headers (sender-selected
+        distribution), or None when there are none."""
+        raw = self.raw_properties
+        if b"CC" not in raw or not properties.has_headers(raw):  # cheap: usually no
+            return None
+        headers = self.headers
+        keys = []
+        for name in ("CC", "BCC"):
+            value = headers.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                raise errors.ChannelError(
+                    errors.PRECONDITION_FAILED,
+                    f'invalid message: {{unacceptable_type_in_header,"{name}",{type_name(value)}}}',
+                )
+            keys += [
+                key.decode() if isinstance(key, bytes) else key
+                for key in value
+                if isinstance(key, (str, bytes))
+            ]
+        return keys or None
+
+    def without_bcc(self) -> Message:
+        """The message as delivered: the BCC header is never shown to consumers."""
+        if b"BCC" not in self.raw_properties or "BCC" not in self.headers:
+            return self
+        headers = self.headers
+        props = properties.decode(self.raw_properties)
+        props.headers = {k: v for k, v in headers.items() if k != "BCC"}
+        copy = Message(self.exchange, self.routing_key, properties.encode(props), self.body)
+        copy.ttl = self.ttl
+        return copy
 
     @property
     def headers(self) -> dict:
@@ -58,10 +126,11 @@ class Entry:
     """A message's place in one queue: its sequence number there, its redelivered flag,
     and whether the store has it."""
 
-    __slots__ = ("message", "seq", "redelivered", "stored")
+    __slots__ = ("message", "seq", "redelivered", "stored", "expires")
 
     def __init__(self, message: Message, seq: int, redelivered: bool = False):
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
         self.stored = False
+        self.expires: float | None = None  # loop time past which it expires (TTL)

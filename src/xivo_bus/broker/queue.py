@@ -1,26 +1,53 @@
-"""A queue: ready messages in order, consumers served round-robin.
+"""A queue: ready messages in order, consumers served round-robin, and RabbitMQ's queue
+extensions (message TTL, queue expiry, length limits, dead-lettering, priorities, single
+active consumer, consumer priorities).
 
 Queues never see sockets: a consumer's channel does the delivering, and tells the queue
-when it may take more (``Consumer.can_take``).
+when it may take more (``Consumer.can_take``). What a queue's arguments ask for is read
+once, when it is declared: a queue without them takes the plain paths, which do no more
+than they did before the extensions existed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from xivo_bus.amqp import properties
+from xivo_bus.broker import deadletter
+from xivo_bus.broker.arguments import QueueSettings, parse_expiration
 from xivo_bus.broker.message import Entry, Message
+from xivo_bus.broker.ready import PriorityReady, SizedReady, requeue_into
 
 if TYPE_CHECKING:
     from xivo_bus.broker.channel import Channel
     from xivo_bus.broker.connection import Connection
     from xivo_bus.broker.vhost import VHost
 
+# What ``Queue.enqueue`` returns for a message the queue refused (x-overflow
+# reject-publish): its publisher gets a basic.nack.
+REFUSED = -1
+# A message whose expiry is this close (seconds) counts as expired: timers may fire a
+# hair early.
+_EXPIRY_SLACK = 0.0005
+
 
 class Consumer:
-    """A basic.consume subscription: its tag, channel, queue and per-consumer prefetch."""
+    """A basic.consume subscription: its tag, channel, queue, per-consumer prefetch and
+    priority (``x-priority``)."""
 
-    __slots__ = ("tag", "tag_ss", "channel", "queue", "no_ack", "exclusive", "prefetch", "unacked")
+    __slots__ = (
+        "tag",
+        "tag_ss",
+        "channel",
+        "queue",
+        "no_ack",
+        "exclusive",
+        "prefetch",
+        "unacked",
+        "priority",
+    )
 
     def __init__(
         self,
@@ -31,6 +58,7 @@ class Consumer:
         no_ack: bool,
         exclusive: bool,
         prefetch: int,
+        priority: int = 0,
     ):
         self.tag = tag
         self.tag_ss = tag_ss
@@ -40,6 +68,7 @@ class Consumer:
         self.exclusive = exclusive
         self.prefetch = prefetch  # 0: unlimited
         self.unacked = 0
+        self.priority = priority
 
     def can_take(self) -> bool:
         if self.no_ack:
@@ -65,12 +94,33 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = arguments or {}
-        self.ready: deque[Entry] = deque()
         self.consumers: deque[Consumer] = deque()
         self.unacked = 0
         self.deleted = False
         self._next_seq = 0
+        self.delivered_upto = 0  # from the store: entries up to this seq were delivered
         self._had_consumer = False
+        settings = self.settings = QueueSettings(self.arguments)
+        self.ready: Any
+        if settings.max_priority:
+            self.ready = PriorityReady(settings.max_priority)
+        elif settings.max_length_bytes is not None:
+            self.ready = SizedReady()
+        else:
+            self.ready = deque()
+        self._message_ttl = settings.message_ttl
+        self._limited = settings.limited
+        self._dead_letters = settings.dead_letter_exchange is not None
+        # enqueue takes the plain path unless a setting (or a message's TTL) needs more
+        self._plain = self._message_ttl is None and not self._limited
+        # dispatch picks consumers the plain way (round-robin) unless one of these holds
+        self._single_active = settings.single_active_consumer
+        self._consumer_priorities = False
+        self._expiring = False  # some ready entry may have an expiry
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_when = 0.0
+        self._lease_timer: asyncio.TimerHandle | None = None
+        self.used()
 
     @property
     def exclusive(self) -> bool:
@@ -96,7 +146,9 @@ class Queue:
 
     def enqueue(self, message: Message) -> int:
         """Append a message; returns the store write to wait for before confirming it
-        (0 when nothing is written)."""
+        (0 when nothing is written), or ``REFUSED``."""
+        if not self._plain or message.ttl is not None:
+            return self._enqueue_with_settings(message)
         self._next_seq += 1
         entry = Entry(message, self._next_seq)
         write = 0
@@ -106,6 +158,67 @@ class Queue:
         if self.consumers:
             self.dispatch()
         return write
+
+    def _enqueue_with_settings(self, message: Message) -> int:
+        """``enqueue`` for a queue with limits or a TTL, or a message with a TTL."""
+        if (
+            self._limited
+            and self.settings.overflow != "drop-head"
+            and self._would_overflow(message)
+        ):
+            if self.settings.overflow == "reject-publish-dlx":
+                self._dead_letter([message], "maxlen")
+            return REFUSED
+        self._next_seq += 1
+        entry = Entry(message, self._next_seq)
+        self._set_expiry(entry)
+        write = 0
+        if message.persistent and self.stores_messages:
+            write = self._store_entry(entry)
+        self.ready.append(entry)
+        if self.consumers:
+            self.dispatch()
+        if self._limited:
+            self._drop_head()
+        if self._expiring:
+            self._expire()
+        return write
+
+    def _set_expiry(self, entry: Entry) -> None:
+        """The entry expires after the lower of the queue's and the message's TTL."""
+        ttl = entry.message.ttl
+        queue_ttl = self._message_ttl
+        if queue_ttl is not None and (ttl is None or queue_ttl < ttl):
+            ttl = queue_ttl
+        if ttl is not None:
+            entry.expires = _loop().time() + ttl / 1000
+            self._expiring = True
+
+    def _would_overflow(self, message: Message) -> bool:
+        settings = self.settings
+        ready = self.ready
+        if settings.max_length is not None and len(ready) + 1 > settings.max_length:
+            return True
+        return (
+            settings.max_length_bytes is not None
+            and ready.bytes + len(message.body) > settings.max_length_bytes
+        )
+
+    def _over_limit(self) -> bool:
+        settings = self.settings
+        ready = self.ready
+        if settings.max_length is not None and len(ready) > settings.max_length:
+            return True
+        return settings.max_length_bytes is not None and ready.bytes > settings.max_length_bytes
+
+    def _drop_head(self) -> None:
+        """x-overflow drop-head: the oldest ready messages make room (dead-lettered with
+        reason maxlen)."""
+        dropped = []
+        while self.ready and self._over_limit():
+            dropped.append(self.ready.popleft())
+        if dropped:
+            self._leave(dropped, "maxlen")
 
     def _store_entry(self, entry: Entry) -> int:
         store = self.vhost.store
@@ -118,11 +231,18 @@ class Queue:
         return store.add_entry(self.vhost.name, self.name, entry.seq, message.store_id)
 
     def restore(self, entry: Entry) -> None:
-        """Put back an entry read from the store at start-up."""
+        """Put back an entry read from the store at start-up (a TTL counts from now)."""
         entry.stored = True
-        entry.message.stored_refs += 1
+        message = entry.message
+        message.stored_refs += 1
         self._next_seq = max(self._next_seq, entry.seq)
+        if message.ttl is None and properties.has_expiration(message.raw_properties):
+            message.ttl = parse_expiration(message.properties.expiration)
+        if message.ttl is not None or self._message_ttl is not None:
+            self._set_expiry(entry)
         self.ready.append(entry)
+        if self._expiring:
+            self._schedule_expiry()
 
     def discard(self, entry: Entry) -> None:
         """A message leaves the queue for good (acked, rejected, purged, expired)."""
@@ -133,6 +253,31 @@ class Queue:
             last = message.store_id if message.stored_refs == 0 else None
             self.vhost.store.remove_entry(self.vhost.name, self.name, entry.seq, last)
 
+    def rejected(self, entry: Entry) -> None:
+        """A delivery was rejected without requeue: dead-letter it (the channel then
+        discards it)."""
+        if self._dead_letters and not self.deleted:
+            self._dead_letter([entry.message], "rejected")
+
+    def _leave(self, entries: list[Entry], reason: str) -> None:
+        """Ready entries leave for good (expired, dropped): dead-lettered, then
+        forgotten."""
+        if self._dead_letters:
+            self._dead_letter([entry.message for entry in entries], reason)
+        for entry in entries:
+            self.discard(entry)
+
+    def _dead_letter(self, messages: list[Message], reason: str) -> None:
+        settings = self.settings
+        deadletter.publish(
+            self.vhost,
+            self.name,
+            messages,
+            reason,
+            settings.dead_letter_exchange,
+            settings.dead_letter_routing_key,
+        )
+
     def delivered(self, entry: Entry) -> int:
         """Note that an entry goes out to a client; returns the store write that must be
         on disk before the delivery is (so a crash cannot hide that it was delivered)."""
@@ -142,11 +287,18 @@ class Queue:
 
     def take(self) -> Entry | None:
         """Pop the next ready message, for basic.get."""
+        if self._lease_timer is not None:
+            self.used()
+        if self._expiring:
+            self._expire()
+            entry = self.ready.popleft() if self.ready else None
+            self._schedule_expiry()
+            return entry
         return self.ready.popleft() if self.ready else None
 
     def requeue(self, entries: list[Entry]) -> None:
-        """Put back deliveries that were not acked, in their original order, flagged
-        redelivered."""
+        """Put back deliveries that were not acked, in their original order (in their
+        priority, for a priority queue), flagged redelivered; they keep their expiry."""
         if self.deleted:
             for entry in entries:
                 self.discard(entry)
@@ -155,14 +307,16 @@ class Queue:
             return
         for entry in entries:
             entry.redelivered = True
+            if entry.expires is not None:
+                self._expiring = True
         entries.sort(key=_seq)
         ready = self.ready
-        if not ready or entries[-1].seq < ready[0].seq:
-            ready.extendleft(reversed(entries))
+        if isinstance(ready, PriorityReady):
+            ready.requeue(entries)
         else:
-            merged = sorted([*ready, *entries], key=_seq)
-            ready.clear()
-            ready.extend(merged)
+            requeue_into(ready, entries)
+        if self._expiring:
+            self._expire()
         self.dispatch()
 
     def purge(self) -> int:
@@ -172,11 +326,74 @@ class Queue:
         self.ready.clear()
         return count
 
+    # -- TTL ----------------------------------------------------------------------------
+
+    def _expire(self) -> None:
+        """Expired messages leave from the head of the queue, as in RabbitMQ (one behind
+        a longer-lived head waits for it to go)."""
+        ready = self.ready
+        if not ready:
+            self._expiring = False
+            return
+        now = _loop().time() + _EXPIRY_SLACK
+        expired = []
+        while ready:
+            expires = ready[0].expires
+            if expires is None or expires > now:
+                break
+            expired.append(ready.popleft())
+        if expired:
+            self._leave(expired, "expired")
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        """A timer for when the head expires (sooner than the one set, if any)."""
+        if not self.ready or self.deleted:
+            return
+        when = self.ready[0].expires
+        if when is None:
+            return
+        if self._expiry_timer is not None:
+            if self._expiry_when <= when:
+                return
+            self._expiry_timer.cancel()
+        self._expiry_when = when
+        self._expiry_timer = _loop().call_at(when, self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        self._expiry_timer = None
+        if not self.deleted:
+            self._expire()
+
+    # -- queue expiry (x-expires) -------------------------------------------------------
+
+    def used(self) -> None:
+        """The queue was declared, redeclared or read with basic.get: an ``x-expires``
+        queue starts its lease again (while it has no consumers)."""
+        expires = self.settings.expires
+        if expires is None or self.deleted:
+            return
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
+        if not self.consumers:
+            self._lease_timer = _loop().call_later(expires / 1000, self._lease_over)
+
+    def _lease_over(self) -> None:
+        self._lease_timer = None
+        if not self.deleted and not self.consumers:
+            self.vhost.delete_queue(self)
+
     # -- consumers --------------------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
         self._had_consumer = True
+        if consumer.priority:
+            self._consumer_priorities = True
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
         self.dispatch()
 
     def remove_consumer(self, consumer: Consumer) -> None:
@@ -186,9 +403,17 @@ class Queue:
             return
         if self.auto_delete and self._had_consumer and not self.consumers:
             self.vhost.delete_queue(self)
+            return
+        if not self.consumers:
+            self.used()
+        elif self._single_active:
+            self.dispatch()  # the next consumer in line becomes the active one
 
     def dispatch(self) -> None:
         """Hand ready messages to consumers that can take them, round-robin."""
+        if self._single_active or self._consumer_priorities or self._expiring:
+            self._dispatch_with_settings()
+            return
         ready = self.ready
         consumers = self.consumers
         while ready and consumers:
@@ -201,6 +426,53 @@ class Queue:
             else:
                 return  # nobody can take more now
 
+    def _dispatch_with_settings(self) -> None:
+        """``dispatch`` for a queue with expiring messages, a single active consumer or
+        consumer priorities."""
+        ready = self.ready
+        consumers = self.consumers
+        expiring = self._expiring
+        while ready and consumers:
+            if expiring:
+                self._expire()
+                if not ready:
+                    break
+            consumer = self._next_consumer()
+            if consumer is None:
+                break
+            consumer.channel.deliver(consumer, ready.popleft())
+        if self._expiring:
+            self._schedule_expiry()
+
+    def _next_consumer(self) -> Consumer | None:
+        consumers = self.consumers
+        if self._single_active:
+            # the first registered consumer still there is the active one
+            active = consumers[0]
+            return active if active.can_take() else None
+        if not self._consumer_priorities:
+            for _ in range(len(consumers)):
+                consumer = consumers[0]
+                consumers.rotate(-1)
+                if consumer.can_take():
+                    return consumer
+            return None
+        # the highest priority that can take; round-robin among equals (the chosen one
+        # goes to the back of the line)
+        chosen = None
+        index = 0
+        for i, consumer in enumerate(consumers):
+            if (chosen is None or consumer.priority > chosen.priority) and consumer.can_take():
+                chosen, index = consumer, i
+        if chosen is not None:
+            del consumers[index]
+            consumers.append(chosen)
+        return chosen
+
 
 def _seq(entry: Entry) -> int:
     return entry.seq
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()

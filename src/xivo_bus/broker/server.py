@@ -9,6 +9,7 @@ from pathlib import Path
 from xivo_bus.amqp import errors
 from xivo_bus.broker.auth import Users
 from xivo_bus.broker.connection import Connection
+from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT, ConsumerTimeout
 from xivo_bus.broker.message import Message
 from xivo_bus.broker.store import Recovered, Store
 from xivo_bus.broker.vhost import VHost
@@ -24,8 +25,17 @@ class Broker:
     """The broker; with a ``data_dir`` it keeps durable things there (see ``store``),
     without one everything lives in memory only."""
 
-    def __init__(self, data_dir: Path | None = None, store_size_limit: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        store_size_limit: int | None = None,
+        consumer_timeout: int | None = DEFAULT_CONSUMER_TIMEOUT,
+    ):
         self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
+        # unacked deliveries older than this (ms) close their channel; None or 0: never
+        self.consumer_timeout = (
+            ConsumerTimeout(self, consumer_timeout) if consumer_timeout else None
+        )
         self.vhosts: dict[str, VHost] = {"/": VHost("/", self.store)}
         self.users = Users()
         self.connections: set[Connection] = set()
@@ -35,14 +45,17 @@ class Broker:
     def _recover(self) -> None:
         """Read the store back: durable definitions and persistent messages."""
         self.recovered = recovered = self.store.open()
-        messages = {
-            stored.id: Message(stored.exchange, stored.routing_key, stored.properties, stored.body)
-            for stored in recovered.messages.values()
-        }
-        for message_id, message in messages.items():
-            message.store_id = message_id
         for vhost in self.vhosts.values():
-            vhost.restore(recovered, messages)
+            vhost.restore(recovered)
+        messages: dict[int, Message] = {}  # shared by the queues holding the same one
+        names: dict[str, bytes] = {}
+        for vhost_name, queue, seq, message_id, *content in self.store.entries():
+            message = messages.get(message_id)
+            if message is None:
+                message = messages[message_id] = Message.from_store(message_id, *content, names)
+            vhost = self.vhosts.get(vhost_name)
+            if vhost is not None:
+                vhost.restore_entry(queue, seq, message)
         self.store.on_failure_change(self._disk_alarm)
 
     def _disk_alarm(self, reason: str | None) -> None:
@@ -59,6 +72,8 @@ class Broker:
         self.server = await loop.create_server(
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024
         )
+        if self.consumer_timeout is not None:
+            self.consumer_timeout.start(loop)
         address = self.server.sockets[0].getsockname()
         return address[0], address[1]
 
@@ -67,6 +82,8 @@ class Broker:
         with 320 CONNECTION_FORCED, wait briefly for their close-ok."""
         if self.server is not None:
             self.server.close()
+        if self.consumer_timeout is not None:
+            self.consumer_timeout.stop()
         loop = asyncio.get_running_loop()
         if self.store is not None:
             for connection in list(self.connections):

@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ CREATE TABLE IF NOT EXISTS queues (
     arguments BLOB NOT NULL, delivered_upto INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (vhost, name));
 CREATE TABLE IF NOT EXISTS bindings (
-    vhost TEXT NOT NULL, exchange TEXT NOT NULL, queue TEXT NOT NULL,
+    vhost TEXT NOT NULL, exchange TEXT NOT NULL, kind TEXT NOT NULL, destination TEXT NOT NULL,
     routing_key TEXT NOT NULL, arguments BLOB NOT NULL,
-    PRIMARY KEY (vhost, exchange, queue, routing_key, arguments));
+    PRIMARY KEY (vhost, exchange, kind, destination, routing_key, arguments));
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL,
     properties BLOB NOT NULL, body BLOB NOT NULL);
@@ -67,23 +67,13 @@ def decode_table(raw: bytes) -> dict:
 
 
 @dataclass
-class StoredMessage:
-    id: int
-    exchange: str
-    routing_key: str
-    properties: bytes
-    body: bytes
-
-
-@dataclass
 class StoredQueue:
     vhost: str
     name: str
     auto_delete: bool
     arguments: dict
     delivered_upto: int
-    # (seq, message id) in queue order
-    entries: list[tuple[int, int]] = field(default_factory=list)
+    messages: int = 0  # how many it holds
 
 
 @dataclass
@@ -92,8 +82,8 @@ class Recovered:
 
     exchanges: list[tuple[str, str, str, bool, bool, dict]] = field(default_factory=list)
     queues: list[StoredQueue] = field(default_factory=list)
-    bindings: list[tuple[str, str, str, str, dict]] = field(default_factory=list)
-    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    # (vhost, exchange, "queue" or "exchange", destination, routing key, arguments)
+    bindings: list[tuple[str, str, str, str, str, dict]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -136,18 +126,27 @@ class Store:
             recovered = self._salvage(error)
         except OSError as error:
             raise StoreError(f"cannot open {self.path}: {error}") from None
-        self._next_message_id = max(recovered.messages, default=0) + 1
-        count = sum(len(q.entries) for q in recovered.queues)
+        last_id = self._connection.execute("SELECT max(id) FROM messages").fetchone()[0]
+        self._next_message_id = (last_id or 0) + 1
         log.info(
-            "store %s: %d exchanges, %d queues, %d bindings, %d messages read in %.2f s",
+            "store %s: %d exchanges, %d queues, %d bindings, %d messages, read in %.2f s",
             self.path,
             len(recovered.exchanges),
             len(recovered.queues),
             len(recovered.bindings),
-            count,
+            sum(queue.messages for queue in recovered.queues),
             time.monotonic() - started,
         )
         return recovered
+
+    def entries(self) -> Iterator[tuple]:
+        """The stored messages, queue by queue in order: (vhost, queue, seq, message id,
+        exchange, routing key, properties, body); read once at start-up."""
+        yield from self._connection.execute(
+            "SELECT qm.vhost, qm.queue, qm.seq, qm.message_id, m.exchange, m.routing_key, "
+            "m.properties, m.body FROM queue_messages qm JOIN messages m "
+            "ON m.id = qm.message_id ORDER BY qm.vhost, qm.queue, qm.seq"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -183,19 +182,15 @@ class Store:
             )
             queues[vhost, name] = stored
             recovered.queues.append(stored)
-        for vhost, exchange, queue_name, routing_key, arguments in connection.execute(
-            "SELECT vhost, exchange, queue, routing_key, arguments FROM bindings"
+        for vhost, exchange, kind, destination, routing_key, arguments in connection.execute(
+            "SELECT vhost, exchange, kind, destination, routing_key, arguments FROM bindings"
         ):
             recovered.bindings.append(
-                (vhost, exchange, queue_name, routing_key, decode_table(arguments))
+                (vhost, exchange, kind, destination, routing_key, decode_table(arguments))
             )
-        for row in connection.execute(
-            "SELECT id, exchange, routing_key, properties, body FROM messages"
-        ):
-            recovered.messages[row[0]] = StoredMessage(*row)
-        lost: dict[tuple[str, str], int] = {}
-        for vhost, queue_name, seq, message_id in connection.execute(
-            "SELECT vhost, queue, seq, message_id FROM queue_messages ORDER BY vhost, queue, seq"
+        for vhost, queue_name, count, with_body in connection.execute(
+            "SELECT qm.vhost, qm.queue, count(*), count(m.id) FROM queue_messages qm "
+            "LEFT JOIN messages m ON m.id = qm.message_id GROUP BY qm.vhost, qm.queue"
         ):
             stored = queues.get((vhost, queue_name))
             if stored is None:
@@ -207,15 +202,12 @@ class Store:
                     f"queue '{queue_name}' in vhost '{vhost}': its declaration was lost; "
                     "re-created without arguments"
                 )
-            if message_id not in recovered.messages:
-                lost[vhost, queue_name] = lost.get((vhost, queue_name), 0) + 1
-                continue
-            stored.entries.append((seq, message_id))
-        for (vhost, queue_name), count in lost.items():
-            recovered.skipped.append(
-                f"queue '{queue_name}' in vhost '{vhost}': {count} messages whose bodies were "
-                "lost"
-            )
+            stored.messages = with_body
+            if with_body < count:
+                recovered.skipped.append(
+                    f"queue '{queue_name}' in vhost '{vhost}': {count - with_body} messages "
+                    "whose bodies were lost"
+                )
         return recovered
 
     def _salvage(self, error: Exception) -> Recovered:
@@ -424,17 +416,29 @@ class Store:
         return self._submit(("queue-", vhost, name))
 
     def save_binding(
-        self, vhost: str, exchange: str, queue_name: str, routing_key: str, arguments: dict
+        self,
+        vhost: str,
+        exchange: str,
+        kind: str,
+        destination: str,
+        routing_key: str,
+        arguments: dict,
     ) -> int:
         return self._submit(
-            ("binding", vhost, exchange, queue_name, routing_key, encode_table(arguments))
+            ("binding", vhost, exchange, kind, destination, routing_key, encode_table(arguments))
         )
 
     def delete_binding(
-        self, vhost: str, exchange: str, queue_name: str, routing_key: str, arguments: dict
+        self,
+        vhost: str,
+        exchange: str,
+        kind: str,
+        destination: str,
+        routing_key: str,
+        arguments: dict,
     ) -> int:
         return self._submit(
-            ("binding-", vhost, exchange, queue_name, routing_key, encode_table(arguments))
+            ("binding-", vhost, exchange, kind, destination, routing_key, encode_table(arguments))
         )
 
     def save_message(self, message) -> int:
@@ -507,6 +511,7 @@ _STATEMENTS: dict[str, Callable[[tuple], list[tuple[str, tuple]]]] = {
     "exchange-": lambda op: [
         ("DELETE FROM exchanges WHERE vhost = ? AND name = ?", op[1:]),
         ("DELETE FROM bindings WHERE vhost = ? AND exchange = ?", op[1:]),
+        ("DELETE FROM bindings WHERE vhost = ? AND kind = 'exchange' AND destination = ?", op[1:]),
     ],
     "queue": lambda op: [
         (
@@ -517,15 +522,15 @@ _STATEMENTS: dict[str, Callable[[tuple], list[tuple[str, tuple]]]] = {
     ],
     "queue-": lambda op: [
         ("DELETE FROM queues WHERE vhost = ? AND name = ?", op[1:]),
-        ("DELETE FROM bindings WHERE vhost = ? AND queue = ?", op[1:]),
+        ("DELETE FROM bindings WHERE vhost = ? AND kind = 'queue' AND destination = ?", op[1:]),
         ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ?", op[1:]),
         ("DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue_messages)", ()),
     ],
-    "binding": lambda op: [("INSERT OR IGNORE INTO bindings VALUES (?, ?, ?, ?, ?)", op[1:])],
+    "binding": lambda op: [("INSERT OR IGNORE INTO bindings VALUES (?, ?, ?, ?, ?, ?)", op[1:])],
     "binding-": lambda op: [
         (
-            "DELETE FROM bindings WHERE vhost = ? AND exchange = ? AND queue = ? "
-            "AND routing_key = ? AND arguments = ?",
+            "DELETE FROM bindings WHERE vhost = ? AND exchange = ? AND kind = ? "
+            "AND destination = ? AND routing_key = ? AND arguments = ?",
             op[1:],
         )
     ],

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xivo_bus.amqp import errors
+from xivo_bus.broker.arguments import check_queue_declare
+from xivo_bus.broker.arguments import type_name as _type_name
 from xivo_bus.broker.exchanges import DefaultExchange, Exchange, exchange_class
-from xivo_bus.broker.message import Entry
+from xivo_bus.broker.message import Entry, Message
 from xivo_bus.broker.queue import Queue
 
 if TYPE_CHECKING:
@@ -26,27 +28,12 @@ PREDECLARED = (
     ("amq.headers", "headers"),
     ("amq.match", "headers"),
 )
+TRACE_EXCHANGE = "amq.rabbitmq.trace"  # RabbitMQ's firehose: internal, topic
 XIVO_CTI = "xivo-cti"
 
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "long" if not -(2**31) <= value < 2**31 else "signedint"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, (str, bytes)):
-        return "longstr"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    return "void" if value is None else type(value).__name__
 
 
 def _shown(value: Any) -> str:
@@ -127,10 +114,14 @@ class VHost:
         self.name = name
         self.store = store
         self.queues: dict[str, Queue] = {}
-        self.default_exchange = DefaultExchange(self.queues)
+        self.reply_queues: dict[str, Queue] = {}  # direct reply-to, by routing key
+        self.default_exchange = DefaultExchange(self.queues, self.reply_queues)
         self.exchanges: dict[str, Exchange] = {"": self.default_exchange}
         for exchange_name, type_name in PREDECLARED:
             self.exchanges[exchange_name] = exchange_class(type_name)(exchange_name, durable=True)
+        self.exchanges[TRACE_EXCHANGE] = exchange_class("topic")(
+            TRACE_EXCHANGE, durable=True, internal=True
+        )
         self.exchanges[XIVO_CTI] = exchange_class("direct")(XIVO_CTI, durable=True)
 
     # -- lookups ----------------------------------------------------------------------
@@ -208,6 +199,14 @@ class VHost:
         del self.exchanges[exchange.name]
         if exchange.durable and self.store is not None:
             self.store.delete_exchange(self.name, exchange.name)
+        self._unbind_everywhere(exchange)
+
+    def _unbind_everywhere(self, destination: Queue | Exchange) -> None:
+        """Remove the bindings to a deleted queue or exchange; auto_delete exchanges
+        left without bindings go too."""
+        for source in list(self.exchanges.values()):
+            if source.unbind_all(destination):
+                self.exchange_unbound(source)
 
     def exchange_unbound(self, exchange: Exchange) -> None:
         """An auto_delete exchange goes away with its last binding."""
@@ -227,6 +226,7 @@ class VHost:
     ) -> Queue:
         existing = self.queues.get(name)
         if existing is None:
+            check_queue_declare(name, self.name, arguments, durable, exclusive, auto_delete)
             queue = Queue(
                 self, name, durable, connection if exclusive else None, auto_delete, arguments
             )
@@ -256,9 +256,7 @@ class VHost:
             return 0
         queue.deleted = True
         self.queues.pop(queue.name, None)
-        for exchange in list(self.exchanges.values()):
-            exchange.unbind_queue(queue)
-            self.exchange_unbound(exchange)
+        self._unbind_everywhere(queue)
         for consumer in list(queue.consumers):
             consumer.channel.cancel_by_broker(consumer)
         queue.consumers.clear()
@@ -274,26 +272,80 @@ class VHost:
 
     # -- bindings ---------------------------------------------------------------------
 
-    def _stores_binding(self, exchange: Exchange, queue: Queue) -> bool:
-        return exchange.durable and queue.stores_messages and not queue.exclusive
+    def _stores_binding(self, exchange: Exchange, destination: Queue | Exchange) -> bool:
+        if self.store is None or not exchange.durable:
+            return False
+        if isinstance(destination, Exchange):
+            return destination.durable
+        return destination.stores_messages and not destination.exclusive
 
-    def bind(self, exchange: Exchange, queue: Queue, routing_key: str, arguments: dict) -> None:
-        if exchange.bind(queue, routing_key, arguments) and self._stores_binding(exchange, queue):
-            self.store.save_binding(self.name, exchange.name, queue.name, routing_key, arguments)
+    def bind(
+        self, exchange: Exchange, destination: Queue | Exchange, routing_key: str, arguments: dict
+    ) -> None:
+        exchange.check_binding(arguments)
+        if exchange.bind(destination, routing_key, arguments):
+            if self._stores_binding(exchange, destination):
+                self.store.save_binding(
+                    self.name,
+                    exchange.name,
+                    _kind(destination),
+                    destination.name,
+                    routing_key,
+                    arguments,
+                )
 
-    def unbind(self, exchange: Exchange, queue: Queue, routing_key: str, arguments: dict) -> None:
-        if exchange.unbind(queue, routing_key, arguments):
-            if self._stores_binding(exchange, queue):
+    def unbind(
+        self, exchange: Exchange, destination: Queue | Exchange, routing_key: str, arguments: dict
+    ) -> None:
+        if exchange.unbind(destination, routing_key, arguments):
+            if self._stores_binding(exchange, destination):
                 self.store.delete_binding(
-                    self.name, exchange.name, queue.name, routing_key, arguments
+                    self.name,
+                    exchange.name,
+                    _kind(destination),
+                    destination.name,
+                    routing_key,
+                    arguments,
                 )
             self.exchange_unbound(exchange)
 
+    # -- routing ----------------------------------------------------------------------
+
+    def route(self, exchange: Exchange, message: Message) -> list[Queue]:
+        """The queues a message published to ``exchange`` goes to: following
+        exchange-to-exchange bindings (each exchange once, so cycles cannot duplicate),
+        alternate exchanges when an exchange routes nowhere, and the extra routing keys
+        of the CC and BCC headers. Each queue appears once."""
+        keys = message.sender_routes()
+        if exchange.simple and keys is None:
+            return exchange.route(message, message.routing_key)  # the usual case
+        keys = [message.routing_key, *(keys or ())]
+        queues: dict[Queue, None] = {}
+        seen = {exchange}
+        pending = [exchange]
+        while pending:
+            source = pending.pop()
+            found: dict = {}
+            for key in keys:
+                found.update(dict.fromkeys(source.route(message, key)))
+            if not found and source.alternate_exchange:
+                alternate = self.exchanges.get(source.alternate_exchange)
+                if alternate is not None:
+                    found[alternate] = None
+            for destination in found:
+                if isinstance(destination, Exchange):
+                    if destination not in seen:
+                        seen.add(destination)
+                        pending.append(destination)
+                else:
+                    queues[destination] = None
+        return list(queues)
+
     # -- start-up ---------------------------------------------------------------------
 
-    def restore(self, recovered: Recovered, messages: dict) -> None:
-        """Re-create the durable exchanges, queues, bindings and messages read from the
-        store (``messages``: store id -> Message, shared by the queues holding it)."""
+    def restore(self, recovered: Recovered) -> None:
+        """Re-create the durable exchanges, queues and bindings read from the store
+        (their messages follow, through ``restore_entry``)."""
         for vhost, name, type_name, auto_delete, internal, arguments in recovered.exchanges:
             if vhost == self.name and name not in self.exchanges:
                 self.exchanges[name] = exchange_class(type_name)(
@@ -304,11 +356,19 @@ class VHost:
                 continue
             queue = Queue(self, stored.name, True, None, stored.auto_delete, stored.arguments)
             self.queues[stored.name] = queue
-            for seq, message_id in stored.entries:
-                entry = Entry(messages[message_id], seq, seq <= stored.delivered_upto)
-                queue.restore(entry)
-        for vhost, exchange_name, queue_name, routing_key, arguments in recovered.bindings:
+            queue.delivered_upto = stored.delivered_upto
+        for vhost, exchange_name, kind, name, routing_key, arguments in recovered.bindings:
             exchange = self.exchanges.get(exchange_name)
-            queue = self.queues.get(queue_name)
-            if vhost == self.name and exchange is not None and queue is not None:
-                exchange.bind(queue, routing_key, arguments)
+            destination = (self.exchanges if kind == "exchange" else self.queues).get(name)
+            if vhost == self.name and exchange is not None and destination is not None:
+                exchange.bind(destination, routing_key, arguments)
+
+    def restore_entry(self, queue_name: str, seq: int, message: Message) -> None:
+        """Put a stored message back in its queue, in order; those that had been
+        delivered before the stop come back flagged redelivered."""
+        queue = self.queues[queue_name]
+        queue.restore(Entry(message, seq, seq <= queue.delivered_upto))
+
+
+def _kind(destination: Queue | Exchange) -> str:
+    return "exchange" if isinstance(destination, Exchange) else "queue"

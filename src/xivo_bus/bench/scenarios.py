@@ -1,0 +1,308 @@
+"""The benchmark scenarios: topology, the jobs the workers do, and the figures.
+
+- ``throughput``: N producers and M consumers on one queue, as fast as it goes.
+- ``fanout``: producers publish to a fanout exchange with K queues, one consumer each.
+- ``latency``: end-to-end latency at a fixed publish rate (p50, p99, p99.9).
+- ``connections``: broker memory with many idle connections, then open/close rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+
+from pamqp import commands
+
+from xivo_bus.bench import procstat, runner
+from xivo_bus.bench.wire import Client
+from xivo_bus.bench.workers import ConnectionSpec, ConsumerSpec, Job, ProducerSpec
+
+SCENARIOS = ("throughput", "fanout", "latency", "connections")
+SETTLE_S = 1.0  # before measuring memory with idle connections
+
+
+def run(args, progress: Callable[[runner.State], None] | None = None) -> dict:
+    """Run ``args.scenario`` against ``args.url``; the figures as a JSON-ready dict."""
+    if args.scenario == "connections":
+        return _connections(args, progress)
+    return _messaging(args, progress)
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` spread as evenly as can be over ``parts`` (no zero shares)."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _processes(args) -> tuple[int, int]:
+    """How many producer and consumer processes: consumers parse, producers only write,
+    so consumers get the larger share."""
+    procs = max(2, args.processes)
+    return max(1, procs // 2), max(1, procs - procs // 2)
+
+
+# -- messaging scenarios --------------------------------------------------------------
+
+
+def _messaging(args, progress) -> dict:
+    run_id = f"bench-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    fanout = args.scenario == "fanout"
+    queues = [f"{run_id}-q{i}" for i in range(args.queues if fanout else 1)]
+    exchange = f"{run_id}-fanout" if fanout else ""
+    asyncio.run(_declare(args.url, queues, exchange, durable=args.persistent))
+    try:
+        jobs, producer_jobs, consumer_jobs = _messaging_jobs(args, queues, exchange)
+
+        over = _Drained(producer_jobs, consumer_jobs, len(queues), args.drain_timeout)
+        outcome = runner.run(
+            jobs, over=over, broker_pid=args.broker_pid, progress=progress, timeout=args.timeout
+        )
+    finally:
+        asyncio.run(_delete(args.url, queues, exchange))
+    return _messaging_figures(args, outcome, producer_jobs, consumer_jobs, len(queues))
+
+
+class _Drained:
+    """The run is over once producers are done and every copy of every message has been
+    delivered, or when no delivery came for ``drain_timeout`` seconds (a loss)."""
+
+    def __init__(self, producer_jobs, consumer_jobs, copies: int, drain_timeout: float):
+        self.producer_jobs = producer_jobs
+        self.consumer_jobs = consumer_jobs
+        self.copies = copies  # a fanout delivers each message once per queue
+        self.drain_timeout = drain_timeout
+        self.received = -1
+        self.since = 0.0
+
+    def __call__(self, state: runner.State) -> bool:
+        if not all(i in state.results for i in self.producer_jobs):
+            return False
+        sent = sum(state.results[i]["sent"] for i in self.producer_jobs)
+        received = state.total(self.consumer_jobs)
+        if received >= sent * self.copies:
+            return True
+        if received != self.received:
+            self.received, self.since = received, state.elapsed
+        return state.elapsed - self.since > self.drain_timeout
+
+
+def _messaging_jobs(args, queues: list[str], exchange: str):
+    producer_procs, consumer_procs = _processes(args)
+    latency = args.scenario == "latency"
+    jobs: list[Job] = []
+    for share in split(args.producers, producer_procs):
+        producer = ProducerSpec(
+            connections=share,
+            exchange=exchange,
+            routing_key="" if exchange else queues[0],
+            size=args.size,
+            persistent=args.persistent,
+            confirm_window=args.confirm if args.confirm else 0,
+            rate=args.rate if latency else 0.0,
+            duration=args.duration,
+            messages=args.messages,
+        )
+        jobs.append(Job(args.url, len(jobs), producer=producer))
+    producer_jobs = list(range(len(jobs)))
+    # One consumer connection per consumer on one queue, or per queue for a fanout.
+    consumer_queues = queues * args.consumers if len(queues) == 1 else queues
+    start = 0
+    for share in split(len(consumer_queues), consumer_procs):
+        consumer = ConsumerSpec(
+            queues=consumer_queues[start : start + share],
+            prefetch=args.prefetch,
+            manual_ack=not args.auto_ack,
+            ack_every=args.multi_ack,
+            latency=latency,
+        )
+        start += share
+        jobs.append(Job(args.url, len(jobs), consumer=consumer))
+    consumer_jobs = list(range(len(producer_jobs), len(jobs)))
+    return jobs, producer_jobs, consumer_jobs
+
+
+def _messaging_figures(args, outcome: runner.Outcome, producer_jobs, consumer_jobs, copies):
+    results = outcome.results
+    produced = [results[i] for i in producer_jobs]
+    consumed = [results[i] for i in consumer_jobs]
+    sent = sum(r["sent"] for r in produced)
+    received = sum(r["received"] for r in consumed)
+    last_send = max(r["last_send"] for r in produced)
+    receive_times = [r["last_receive"] for r in consumed if r["received"]]
+    last_receive = max(receive_times) if receive_times else outcome.started
+    publish_s = max(last_send - outcome.started, 1e-9)
+    deliver_s = max(last_receive - outcome.started, 1e-9)
+    figures = {
+        "sent": sent,
+        "expected": sent * copies,
+        "received": received,
+        "lost": max(0, sent * copies - received),
+        "publish_rate": round(sent / publish_s, 1),
+        "delivery_rate": round(received / deliver_s, 1),
+        "publish_seconds": round(publish_s, 3),
+        "delivery_seconds": round(deliver_s, 3),
+    }
+    if args.confirm:
+        figures["confirmed"] = sum(r["confirmed"] for r in produced)
+        figures["nacked"] = sum(r["nacked"] for r in produced)
+    if args.scenario == "latency":
+        samples = sorted(s for r in consumed for s in r["latency_ns"])
+        figures["latency_us"] = latency_summary(samples)
+    return _document(args, outcome, figures)
+
+
+def latency_summary(samples_ns: list[int]) -> dict:
+    """p50, p99, p99.9 and max of sorted samples, in microseconds."""
+    if not samples_ns:
+        return {"samples": 0}
+
+    def pick(fraction: float) -> float:
+        index = min(len(samples_ns) - 1, int(fraction * len(samples_ns)))
+        return round(samples_ns[index] / 1000, 1)
+
+    return {
+        "samples": len(samples_ns),
+        "p50": pick(0.50),
+        "p99": pick(0.99),
+        "p99.9": pick(0.999),
+        "max": round(samples_ns[-1] / 1000, 1),
+    }
+
+
+async def _declare(url: str, queues: list[str], exchange: str, durable: bool) -> None:
+    client = await Client.connect(url)
+    try:
+        if exchange:
+            await client.call(
+                commands.Exchange.Declare(exchange=exchange, exchange_type="fanout"),
+                commands.Exchange.DeclareOk,
+            )
+        for queue in queues:
+            await client.call(
+                commands.Queue.Declare(queue=queue, durable=durable), commands.Queue.DeclareOk
+            )
+            await client.call(commands.Queue.Purge(queue=queue), commands.Queue.PurgeOk)
+            if exchange:
+                await client.call(
+                    commands.Queue.Bind(queue=queue, exchange=exchange), commands.Queue.BindOk
+                )
+    finally:
+        await client.close()
+
+
+async def _delete(url: str, queues: list[str], exchange: str) -> None:
+    client = await Client.connect(url)
+    try:
+        for queue in queues:
+            await client.call(commands.Queue.Delete(queue=queue), commands.Queue.DeleteOk)
+        if exchange:
+            await client.call(
+                commands.Exchange.Delete(exchange=exchange), commands.Exchange.DeleteOk
+            )
+    finally:
+        await client.close()
+
+
+# -- connections ----------------------------------------------------------------------
+
+
+def _connections(args, progress) -> dict:
+    procs = max(1, args.processes)
+    baseline = procstat.sample(args.broker_pid)
+
+    def settled() -> dict | None:
+        time.sleep(SETTLE_S)
+        return procstat.sample(args.broker_pid)
+
+    idle_jobs = [
+        Job(args.url, i, connections=ConnectionSpec(idle=share))
+        for i, share in enumerate(split(args.idle, procs))
+    ]
+    idle = runner.run(
+        idle_jobs,
+        over=lambda state: True,
+        broker_pid=args.broker_pid,
+        on_ready=settled,
+        timeout=args.timeout,
+    )
+    churn_jobs = [
+        Job(args.url, i, connections=ConnectionSpec(churn_concurrency=4, duration=args.duration))
+        for i in range(procs)
+    ]
+    churn = runner.run(
+        churn_jobs,
+        over=lambda state: len(state.results) == len(churn_jobs),
+        broker_pid=args.broker_pid,
+        progress=progress,
+        timeout=args.timeout,
+    )
+    opened = sum(r["count"] for r in idle.results.values())
+    cycled = sum(r["cycled"] for r in churn.results.values())
+    figures = {
+        "idle_connections": opened,
+        "open_close_rate": round(cycled / churn.wall_s, 1),
+        "open_close_cycles": cycled,
+    }
+    with_idle = idle.ready_sample
+    if baseline and with_idle:
+        figures["rss_before_kib"] = baseline["rss_kib"]
+        figures["rss_with_idle_kib"] = with_idle["rss_kib"]
+        figures["rss_per_connection_kib"] = round(
+            (with_idle["rss_kib"] - baseline["rss_kib"]) / max(opened, 1), 2
+        )
+    churn.generator_cpu_s += idle.generator_cpu_s
+    return _document(args, churn, figures)
+
+
+# -- the document -----------------------------------------------------------------------
+
+
+def _document(args, outcome: runner.Outcome, figures: dict) -> dict:
+    from xivo_bus import __version__
+
+    params = {
+        name: getattr(args, name)
+        for name in (
+            "producers",
+            "consumers",
+            "queues",
+            "size",
+            "confirm",
+            "persistent",
+            "prefetch",
+            "auto_ack",
+            "multi_ack",
+            "rate",
+            "duration",
+            "messages",
+            "idle",
+            "processes",
+        )
+    }
+    return {
+        "scenario": args.scenario,
+        "url": _safe_url(args.url),
+        "params": params,
+        "results": figures,
+        "broker": {"pid": args.broker_pid, **(outcome.broker or {})},
+        "generator": {
+            "processes": len(outcome.results),
+            "cpu_s": round(outcome.generator_cpu_s, 3),
+            "cpu_percent": round(100 * outcome.generator_cpu_s / outcome.wall_s, 1),
+        },
+        "wall_s": round(outcome.wall_s, 3),
+        "xivo_bus_version": __version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}@{host}"
+    return url

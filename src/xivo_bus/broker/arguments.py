@@ -1,0 +1,371 @@
+"""Queue and consumer arguments: validated as RabbitMQ 3.10 validates them (same order,
+same reply texts), then turned into the settings a queue runs with.
+
+Only classic queues exist here: ``x-queue-type`` ``quorum`` and ``stream`` get
+RabbitMQ's checks for those types (arguments, then properties) and, when those pass, are
+refused as RabbitMQ refuses a queue type it does not know.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import re
+from typing import Any
+
+from xivo_bus.amqp import errors
+
+# RabbitMQ's ceiling on TTLs and expiries (ten years, in milliseconds).
+MAX_EXPIRY = 315_360_000_000
+MAX_PRIORITY = 255
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+DLX = "x-dead-letter-exchange"
+
+
+def type_name(value: Any) -> str:
+    """The AMQP field type RabbitMQ names in its texts, guessed from the decoded value
+    (clients choose integer widths; pika sends 32-bit signed ints when they fit)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "longstr"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, decimal.Decimal):
+        return "decimal"
+    if isinstance(value, datetime.datetime):
+        return "timestamp"
+    return "void"
+
+
+def erlang_term(value: Any) -> str:
+    """A Python stand-in for an Erlang term, printed as ``~p`` prints it (flat)."""
+    if isinstance(value, tuple):
+        return "{" + ",".join(erlang_term(v) for v in value) + "}"
+    if isinstance(value, str):
+        return value  # atoms
+    if isinstance(value, _Quoted):
+        return '"' + value.text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+class _Quoted:
+    """An Erlang string (printed with double quotes)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def pretty(prefix: str, term: Any, width: int = 80) -> str:
+    """``prefix`` then ``term`` as Erlang's ``~p`` lays it out: a tuple that does not
+    fit on the line breaks after its first element, aligned under it."""
+    flat = erlang_term(term)
+    if not isinstance(term, tuple) or len(prefix) + len(flat) <= width:
+        return prefix + flat
+    indent = "\n" + " " * (len(prefix) + 1)
+    return (
+        prefix
+        + "{"
+        + erlang_term(term[0])
+        + ","
+        + indent
+        + ",".join(erlang_term(v) for v in term[1:])
+        + "}"
+    )
+
+
+# -- validators: each returns None or RabbitMQ's error term -------------------------------
+
+
+def _int(value: Any, _arguments: dict):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None
+    return _Quoted(f"expected integer, got {type_name(value)}")
+
+
+def _non_neg_int(value: Any, arguments: dict):
+    error = _int(value, arguments)
+    if error is None and value < 0:
+        return ("value_negative", value)
+    return error
+
+
+def _expiry(value: int):
+    if value > MAX_EXPIRY:
+        return ("value_too_large", value)
+    if value < 0:
+        return ("value_negative", value)
+    return None
+
+
+def _expires(value: Any, arguments: dict):
+    error = _int(value, arguments)
+    if error is not None:
+        return error
+    return ("value_zero", 0) if value == 0 else _expiry(value)
+
+
+def _message_ttl(value: Any, arguments: dict):
+    return _int(value, arguments) or _expiry(value)
+
+
+def _max_priority(value: Any, arguments: dict):
+    error = _non_neg_int(value, arguments)
+    if error is None and value > MAX_PRIORITY:
+        return ("max_value_exceeded", value)
+    return error
+
+
+def _non_zero_size(value: Any, arguments: dict):
+    error = _non_neg_int(value, arguments)
+    if error is None and value == 0:
+        return ("value_zero", 0)
+    return error
+
+
+def _bool(value: Any, _arguments: dict):
+    return None if isinstance(value, bool) else ("unacceptable_type", type_name(value))
+
+
+def _one_of(choices: tuple[str, ...], error: Any):
+    def check(value: Any, _arguments: dict):
+        if not isinstance(value, str):
+            return ("unacceptable_type", type_name(value))
+        return None if value in choices else error(value)
+
+    return check
+
+
+def _dlx_routing_key(value: Any, arguments: dict):
+    if not isinstance(value, str):
+        return ("unacceptable_type", type_name(value))
+    return None if DLX in arguments else "routing_key_but_no_dlx_defined"
+
+
+def _queue_version(value: Any, arguments: dict):
+    error = _non_neg_int(value, arguments)
+    if error is None and value not in (1, 2):
+        return _Quoted(f"unsupported queue version '{value}'")
+    return error
+
+
+_MAX_AGE = re.compile(r"([0-9]+)([YMDhms])")
+
+
+def _max_age(value: Any, _arguments: dict):
+    if not isinstance(value, str):
+        return ("unacceptable_type", type_name(value))
+    match = _MAX_AGE.fullmatch(value)
+    return None if match and int(match.group(1)) > 0 else "invalid_max_age"
+
+
+QUEUE_TYPES = ("classic", "quorum", "stream")
+
+# In RabbitMQ's order (rabbit_amqqueue:declare_args/0); x-dead-letter-exchange's type is
+# checked before all of them, by the channel.
+VALIDATORS = (
+    ("x-expires", _expires),
+    ("x-message-ttl", _message_ttl),
+    ("x-dead-letter-exchange", lambda value, arguments: None),
+    ("x-dead-letter-routing-key", _dlx_routing_key),
+    (
+        "x-dead-letter-strategy",
+        _one_of(("at-most-once", "at-least-once"), lambda value: "invalid_dlx_strategy"),
+    ),
+    ("x-max-length", _non_neg_int),
+    ("x-max-length-bytes", _non_neg_int),
+    ("x-max-in-memory-length", _non_neg_int),
+    ("x-max-in-memory-bytes", _non_neg_int),
+    ("x-max-priority", _max_priority),
+    ("x-overflow", _one_of(OVERFLOW_MODES, lambda value: "invalid_overflow")),
+    (
+        "x-queue-mode",
+        _one_of(("default", "lazy"), lambda value: _Quoted(f"unsupported queue mode '{value}'")),
+    ),
+    ("x-queue-version", _queue_version),
+    ("x-single-active-consumer", _bool),
+    ("x-queue-type", None),  # checked first, on its own
+    ("x-quorum-initial-group-size", _non_zero_size),
+    ("x-max-age", _max_age),
+    ("x-stream-max-segment-size-bytes", _non_neg_int),
+    ("x-initial-cluster-size", _non_zero_size),
+    (
+        "x-queue-leader-locator",
+        _one_of(("client-local", "balanced"), lambda value: "invalid_queue_locator_arg"),
+    ),
+    ("x-delivery-limit", _non_neg_int),
+)
+
+# The arguments each queue type knows (RabbitMQ 3.10); another type's are refused.
+TYPE_ARGUMENTS = {
+    "classic": {
+        "x-expires",
+        "x-message-ttl",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-max-priority",
+        "x-overflow",
+        "x-queue-mode",
+        "x-queue-version",
+        "x-single-active-consumer",
+        "x-queue-type",
+        "x-queue-master-locator",
+    },
+    "quorum": {
+        "x-expires",
+        "x-message-ttl",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-dead-letter-strategy",
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-max-in-memory-length",
+        "x-max-in-memory-bytes",
+        "x-overflow",
+        "x-single-active-consumer",
+        "x-queue-type",
+        "x-quorum-initial-group-size",
+        "x-delivery-limit",
+        "x-queue-leader-locator",
+    },
+    "stream": {
+        "x-queue-type",
+        "x-max-length-bytes",
+        "x-max-age",
+        "x-stream-max-segment-size-bytes",
+        "x-initial-cluster-size",
+        "x-queue-leader-locator",
+    },
+}
+_ALL_TYPE_ARGUMENTS = set().union(*TYPE_ARGUMENTS.values())
+_TYPE_MODULES = {
+    "classic": "rabbit_classic_queue",
+    "quorum": "rabbit_quorum_queue",
+    "stream": "rabbit_stream_queue",
+}
+
+
+def _failed(text: str) -> errors.ChannelError:
+    return errors.ChannelError(errors.PRECONDITION_FAILED, text)
+
+
+def check_queue_declare(
+    name: str, vhost: str, arguments: dict, durable: bool, exclusive: bool, auto_delete: bool
+) -> None:
+    """Refuse a queue.declare whose arguments or properties RabbitMQ would refuse."""
+    where = f"queue '{name}' in vhost '{vhost}'"
+    if DLX in arguments and not isinstance(arguments[DLX], str):
+        raise _failed(f"invalid type '{type_name(arguments[DLX])}' for arg '{DLX}' in {where}")
+
+    def check(key: str, validator) -> None:
+        if key in arguments:
+            error = validator(arguments[key], arguments)
+            if error is not None:
+                raise _failed(pretty(f"invalid arg '{key}' for {where}: ", error, 255))
+
+    queue_type = arguments.get("x-queue-type", "classic")
+    check("x-queue-type", _one_of(QUEUE_TYPES, _unsupported_type))
+    known = TYPE_ARGUMENTS[queue_type]
+    for key, validator in VALIDATORS:
+        if validator is not None and key in known:
+            check(key, validator)
+    for key in arguments:
+        if key in _ALL_TYPE_ARGUMENTS and key not in known:
+            raise _failed(
+                f"invalid arg '{key}' for {where} of queue type {_TYPE_MODULES[queue_type]}"
+            )
+    if queue_type == "classic":
+        return
+    for refused, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner")):
+        if refused:
+            raise _failed(f"invalid property '{prop}' for {where}")
+    if not durable:
+        raise _failed(f"invalid property 'non-durable' for {where}")
+    # This broker has classic queues only: refused as RabbitMQ refuses an unknown type.
+    raise _failed(
+        f"invalid arg 'x-queue-type' for {where}: " + erlang_term(_unsupported_type(queue_type))
+    )
+
+
+def _unsupported_type(value: str) -> _Quoted:
+    return _Quoted(f"unsupported queue type '{value}'")
+
+
+def consumer_priority(queue: str, vhost: str, arguments: dict | None) -> int:
+    """The ``x-priority`` of a basic.consume (0 without one), validated as RabbitMQ does."""
+    if not arguments:
+        return 0
+    where = f"queue '{queue}' in vhost '{vhost}'"
+    for key, validator in (("x-priority", _int), ("x-cancel-on-ha-failover", _bool)):
+        if key in arguments:
+            error = validator(arguments[key], arguments)
+            if error is not None:
+                raise _failed(pretty(f"invalid arg '{key}' for {where}: ", error, 255))
+    return arguments.get("x-priority", 0)
+
+
+def parse_expiration(value: Any) -> int:
+    """The ``expiration`` property in milliseconds; 406 with RabbitMQ's text when it is
+    not what Erlang's ``string:to_integer`` reads as a TTL."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    match = re.match(r"[+-]?[0-9]+", text)
+    if match is None:
+        error: Any = "no_integer"
+    elif match.end() != len(text):
+        error = ("leftover_string", _Quoted(text[match.end() :]))
+    else:
+        ttl = int(match.group())
+        error = _expiry(ttl)
+        if error is None:
+            return ttl
+    raise _failed(pretty(f"invalid expiration '{text}': ", error))
+
+
+class QueueSettings:
+    """What a queue's arguments ask of it, read once when it is declared."""
+
+    __slots__ = (
+        "message_ttl",
+        "expires",
+        "max_length",
+        "max_length_bytes",
+        "overflow",
+        "dead_letter_exchange",
+        "dead_letter_routing_key",
+        "max_priority",
+        "single_active_consumer",
+    )
+
+    def __init__(self, arguments: dict):
+        def integer(key: str) -> int | None:
+            value = arguments.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        self.message_ttl = integer("x-message-ttl")
+        self.expires = integer("x-expires")
+        self.max_length = integer("x-max-length")
+        self.max_length_bytes = integer("x-max-length-bytes")
+        overflow = arguments.get("x-overflow")
+        self.overflow = overflow if overflow in OVERFLOW_MODES else "drop-head"
+        dlx = arguments.get(DLX)
+        self.dead_letter_exchange = dlx if isinstance(dlx, str) else None
+        dlrk = arguments.get("x-dead-letter-routing-key")
+        self.dead_letter_routing_key = dlrk if isinstance(dlrk, str) else None
+        self.max_priority = integer("x-max-priority")
+        self.single_active_consumer = arguments.get("x-single-active-consumer") is True
+
+    @property
+    def limited(self) -> bool:
+        return self.max_length is not None or self.max_length_bytes is not None

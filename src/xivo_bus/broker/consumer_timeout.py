@@ -1,0 +1,83 @@
+"""The consumer timeout: a channel that leaves a delivery unacknowledged for longer than
+the timeout is closed with 406 PRECONDITION_FAILED, in RabbitMQ's words, and its unacked
+deliveries go back to their queues.
+
+As in RabbitMQ 3.10 the timeout is the broker's (``consumer_timeout``, 30 minutes by
+default); 3.10 ignores an ``x-consumer-timeout`` queue argument, and so does this broker.
+
+Deliveries carry no timestamp (that would cost every delivery): a periodic check notes
+each channel's latest delivery tag with the time it saw it, so that the oldest unacked
+delivery is known to have gone out no later than the first note at or past its tag. A
+channel is closed at most one check interval late, never early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from xivo_bus.amqp import errors
+
+if TYPE_CHECKING:
+    from xivo_bus.broker.channel import Channel
+    from xivo_bus.broker.server import Broker
+
+DEFAULT_CONSUMER_TIMEOUT = 1_800_000  # ms, as RabbitMQ
+# How often channels are checked: a tenth of the timeout, within these bounds (seconds).
+MIN_INTERVAL = 0.05
+MAX_INTERVAL = 15.0
+
+
+def timed_out(channel: int, timeout: int) -> errors.ChannelError:
+    return errors.ChannelError(
+        errors.PRECONDITION_FAILED,
+        f"delivery acknowledgement on channel {channel} timed out. Timeout value used: "
+        f"{timeout} ms. This timeout value can be configured, see consumers doc guide to "
+        "learn more",
+    )
+
+
+class ConsumerTimeout:
+    """Watches every channel of a broker's connections for overdue acknowledgements."""
+
+    def __init__(self, broker: Broker, timeout: int):
+        self.broker = broker
+        self.timeout = timeout  # ms
+        self.interval = min(max(timeout / 10_000, MIN_INTERVAL), MAX_INTERVAL)
+        # per channel with unacked deliveries: (time seen, delivery tag then)
+        self._notes: dict[Channel, deque[tuple[float, int]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._timer = loop.call_later(self.interval, self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        limit = self.timeout / 1000
+        notes: dict[Channel, deque[tuple[float, int]]] = {}
+        for connection in list(self.broker.connections):
+            for channel in list(connection.channels.values()):
+                if not channel.unacked or channel.closing:
+                    continue
+                seen = self._notes.get(channel) or deque()
+                tag = channel.delivery_tag
+                if not seen or seen[-1][1] != tag:
+                    seen.append((now, tag))
+                oldest = next(iter(channel.unacked))
+                while seen[0][1] < oldest:
+                    seen.popleft()
+                if now - seen[0][0] >= limit:
+                    # the connection is where errors become closes
+                    connection._close_channel(channel, timed_out(channel.number, self.timeout))
+                    continue
+                notes[channel] = seen
+        self._notes = notes
+        self._timer = self._loop.call_later(self.interval, self._check)

@@ -1,0 +1,500 @@
+"""The call forms' HTTP side: agent pages, the JSON API (with its OpenAPI document), the
+CTI message endpoint and the live bus page.
+
+Every submission becomes a ``call_form_result`` whose ``user_id`` is the authenticated
+user's (session cookie for pages, session or HTTP Basic for the API), never a value the
+client sent. It is kept in the outbox first, so an unreachable broker delays it but does
+not lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import jinja2
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.sessions import SessionMiddleware
+
+from xivo_bus import __version__, client, events
+from xivo_bus.cti import messages
+from xivo_bus.cti.forms import FormDef
+from xivo_bus.cti.outbox import OUTBOX_FILE, Outbox
+from xivo_bus.cti.users import User, UserStore
+from xivo_bus.cti.watch import BusWatcher, WatchError
+
+SENT = "Sent to the bus."
+KEPT = (
+    "The bus is unreachable right now. Your form is saved and will be sent as soon as "
+    "the bus is back; there is nothing more to do."
+)
+RECEIPTS = 500  # recent submissions a confirmation page can show
+
+
+@dataclass
+class CtiState:
+    """What the routes share: files, the outbox, the watcher."""
+
+    url: str
+    data_dir: Path
+    users: UserStore
+    forms: dict[str, FormDef]
+    secret: str
+    confirm_wait: float = 2.0
+    outbox: Outbox | None = None
+    watcher: BusWatcher | None = None
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    receipts: OrderedDict = field(default_factory=OrderedDict)
+
+    async def submit(self, event: events.CallFormResult) -> tuple[int, bool]:
+        ident, confirmed = await self.outbox.submit(event, self.confirm_wait)
+        self.receipts[ident] = (event.user_id, event.variables)
+        while len(self.receipts) > RECEIPTS:
+            self.receipts.popitem(last=False)
+        return ident, confirmed
+
+
+# --- API models (they make the OpenAPI document) -------------------------------------
+
+
+class ApiErrorBody(BaseModel):
+    error: str = Field(description="what went wrong, in one sentence")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="each offending field and its problem"
+    )
+
+
+class EventBody(BaseModel):
+    name: Literal["call_form_result"]
+    data: dict[str, Any] = Field(examples=[{"user_id": 40, "variables": {"firstname": "John"}}])
+
+
+class SubmitResult(BaseModel):
+    status: Literal["published", "queued"] = Field(
+        description="published: the broker confirmed it; queued: the bus is unreachable, "
+        "the event is kept and will be published when it is back"
+    )
+    message: str
+    event: EventBody
+
+
+class FormResultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = Field(
+        examples=[{"firstname": "John", "lastname": "Doe", "phone": "", "comment": ""}],
+        description="the form's field values by field name; checkboxes as true/false",
+    )
+
+
+class CtiInfos(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    buttonname: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class CtiMessage(BaseModel):
+    """XiVO's CTI message, as the XiVO client sent it."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "class": "call_form_result",
+                    "commandid": 123,
+                    "infos": {
+                        "buttonname": "saveandclose",
+                        "variables": {"XIVOFORM_firstname": "John", "XIVOFORM_lastname": "Doe"},
+                    },
+                }
+            ]
+        },
+    )
+
+    class_: Literal["call_form_result"] = Field(alias="class")
+    commandid: int | str | None = None
+    infos: CtiInfos
+
+
+class CtiReply(SubmitResult):
+    class_: Literal["call_form_result"] = Field(alias="class", default="call_form_result")
+    commandid: int | str | None = None
+
+
+class Me(BaseModel):
+    id: int
+    login: str
+    name: str
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, fields: dict[str, str] | None = None, **extra):
+        self.status, self.error, self.fields, self.extra = status, error, fields or {}, extra
+
+
+ERRORS = {
+    401: {"model": ApiErrorBody, "description": "not logged in; use HTTP Basic"},
+    404: {"model": ApiErrorBody, "description": "no such form"},
+    422: {"model": ApiErrorBody, "description": "invalid input; `fields` says where"},
+}
+
+
+def create_app(state: CtiState) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.outbox = Outbox(state.data_dir / OUTBOX_FILE, client.Publisher(state.url))
+        state.watcher = BusWatcher(state.url)
+        await state.outbox.start()
+        await state.watcher.start()
+        try:
+            yield
+        finally:
+            state.closing.set()
+            await state.watcher.close()
+            await state.outbox.close()
+
+    app = FastAPI(
+        title="xivo-bus call forms",
+        version=__version__,
+        description="Submit call forms and XiVO CTI `call_form_result` messages; each one "
+        "is published on the bus as a `call_form_result` event whose `user_id` is the "
+        "authenticated user's. Authenticate with HTTP Basic (the users file) or the "
+        "session cookie of the web pages.",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # Swagger UI would load its assets from a CDN
+        redoc_url=None,
+    )
+    app.state.cti = state
+    app.add_middleware(SessionMiddleware, secret_key=state.secret, session_cookie="xivo_bus")
+    package = Path(__file__).parent
+    app.mount("/static", StaticFiles(directory=package / "static"), name="static")
+    templates = Jinja2Templates(
+        env=jinja2.Environment(
+            loader=jinja2.PackageLoader("xivo_bus.cti", "templates"),
+            autoescape=jinja2.select_autoescape(),
+        )
+    )
+
+    _install_error_handlers(app)
+    _add_pages(app, state, templates)
+    _add_api(app, state)
+    _add_bus(app, state, templates)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        body = {**error.extra, "error": error.error, "fields": error.fields}
+        headers = {"WWW-Authenticate": 'Basic realm="xivo-bus"'} if error.status == 401 else None
+        return JSONResponse(body, status_code=error.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = {}
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"][1:]) or "body"
+            fields[where] = item["msg"]
+        return JSONResponse({"error": "invalid request", "fields": fields}, status_code=422)
+
+
+# --- authentication --------------------------------------------------------------------
+
+
+def session_user(request: Request, state: CtiState) -> User | None:
+    login = request.session.get("login")
+    return state.users.get(login) if isinstance(login, str) else None
+
+
+def api_user(request: Request) -> User:
+    """The user of an API request: HTTP Basic, else the page session; 401 otherwise."""
+    state: CtiState = request.app.state.cti
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            login, _, password = base64.b64decode(credentials).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "malformed HTTP Basic credentials") from None
+        user = state.users.authenticate(login, password)
+        if user is None:
+            raise ApiError(401, "unknown login or wrong password")
+        return user
+    user = session_user(request, state)
+    if user is None:
+        raise ApiError(401, "authentication required: HTTP Basic or a logged-in session")
+    return user
+
+
+def _event_body(event: events.CallFormResult) -> dict:
+    return {"name": event.name, "data": event.data}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths, so a login link cannot send the agent elsewhere."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/forms"
+    parts = urlsplit(target)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# --- pages -----------------------------------------------------------------------------
+
+
+def _add_pages(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> None:
+    def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+        context.setdefault("user", session_user(request, state))
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def login_redirect(request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/forms", status_code=303)
+
+    @app.get("/login", include_in_schema=False)
+    async def login_page(request: Request, next: str = "/forms"):
+        return render(request, "login.html", next=_safe_next(next), error=None, login="")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request):
+        form = await request.form()
+        login, password = str(form.get("login", "")), str(form.get("password", ""))
+        target = _safe_next(str(form.get("next", "")))
+        user = await asyncio.to_thread(state.users.authenticate, login.strip(), password)
+        if user is None:
+            error = "Unknown login or wrong password."
+            return render(request, "login.html", 401, next=target, error=error, login=login)
+        request.session.clear()
+        request.session["login"] = user.login
+        return RedirectResponse(target, status_code=303)
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> RedirectResponse:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/forms", include_in_schema=False)
+    async def form_list(request: Request):
+        if session_user(request, state) is None:
+            return login_redirect(request)
+        return render(request, "forms.html", forms=list(state.forms.values()))
+
+    @app.get("/forms/{form_id}", include_in_schema=False)
+    async def form_page(request: Request, form_id: str):
+        if session_user(request, state) is None:
+            return login_redirect(request)
+        form = state.forms.get(form_id)
+        if form is None:
+            return render(request, "missing.html", 404, form_id=form_id)
+        flash = request.session.pop("flash", None)
+        receipt = None
+        if flash and flash.get("id") in state.receipts:
+            receipt = state.receipts[flash["id"]][1]
+        return render(
+            request, "form.html", form=form, values={}, errors={}, flash=flash, receipt=receipt
+        )
+
+    @app.post("/forms/{form_id}", include_in_schema=False)
+    async def form_submit(request: Request, form_id: str):
+        user = session_user(request, state)
+        if user is None:
+            return login_redirect(request)
+        form = state.forms.get(form_id)
+        if form is None:
+            return render(request, "missing.html", 404, form_id=form_id)
+        posted = await request.form()
+        # Only the form's own fields: a user_id or anything else posted is ignored.
+        submitted = {field.name: posted.get(field.name) for field in form.fields}
+        variables, errors = form.validate_submission(submitted)
+        if errors:
+            return render(
+                request, "form.html", 422, form=form, values=variables, errors=errors, flash=None
+            )
+        ident, confirmed = await state.submit(
+            events.CallFormResult(user_id=user.id, variables=variables)
+        )
+        request.session["flash"] = {"id": ident, "sent": confirmed}
+        return RedirectResponse(f"/forms/{form_id}", status_code=303)
+
+
+# --- API -------------------------------------------------------------------------------
+
+
+def _add_api(app: FastAPI, state: CtiState) -> None:
+    def get_form(form_id: str) -> FormDef:
+        form = state.forms.get(form_id)
+        if form is None:
+            raise ApiError(404, f"no form {form_id!r}", known=sorted(state.forms))
+        return form
+
+    async def publish(event: events.CallFormResult) -> tuple[int, dict]:
+        _, confirmed = await state.submit(event)
+        result = {
+            "status": "published" if confirmed else "queued",
+            "message": SENT if confirmed else KEPT,
+            "event": _event_body(event),
+        }
+        return (201 if confirmed else 202), result
+
+    @app.get("/api/me", response_model=Me, responses={401: ERRORS[401]}, tags=["users"])
+    async def me(request: Request) -> dict:
+        """The authenticated user: their `id` is the `user_id` of their events."""
+        return api_user(request).public()
+
+    @app.get("/api/forms", response_model=list[FormDef], responses={401: ERRORS[401]})
+    async def list_forms(request: Request) -> list[FormDef]:
+        """Every call form with its fields."""
+        api_user(request)
+        return list(state.forms.values())
+
+    @app.get("/api/forms/{form_id}", response_model=FormDef, responses=ERRORS)
+    async def show_form(request: Request, form_id: str) -> FormDef:
+        """One call form with its fields."""
+        api_user(request)
+        return get_form(form_id)
+
+    @app.post(
+        "/api/forms/{form_id}/results",
+        response_model=SubmitResult,
+        status_code=201,
+        responses={202: {"model": SubmitResult, "description": "kept: the bus is unreachable"}}
+        | ERRORS,
+    )
+    async def submit_form(request: Request, form_id: str, body: FormResultIn) -> JSONResponse:
+        """Validate a form result and publish it as `call_form_result` for the
+        authenticated user. 201 once the broker confirmed it; 202 when the bus is
+        unreachable (the result is kept and published when it is back); 422 with
+        `fields` for invalid values, nothing published."""
+        user = api_user(request)
+        form = get_form(form_id)
+        variables, errors = form.validate_submission(body.variables)
+        if errors:
+            raise ApiError(422, f"invalid {form_id} form", errors)
+        status, result = await publish(events.CallFormResult(user_id=user.id, variables=variables))
+        return JSONResponse(result, status_code=status)
+
+    @app.post(
+        "/api/cti",
+        response_model=CtiReply,
+        status_code=201,
+        responses={
+            202: {"model": CtiReply, "description": "kept: the bus is unreachable"},
+            401: ERRORS[401],
+            422: ERRORS[422],
+        },
+        tags=["cti"],
+    )
+    async def cti_message(request: Request, message: CtiMessage) -> JSONResponse:
+        """XiVO's CTI `call_form_result` message. As XiVO's CTI server did: only the
+        variables named `XIVOFORM_*` are kept, with that prefix stripped, and the
+        `user_id` is the authenticated user's."""
+        user = api_user(request)
+        raw = message.model_dump(by_alias=True)
+        try:
+            event = messages.call_form_result(raw, user.id)
+        except messages.CtiMessageError as error:
+            extra = {"class": messages.CLASS, "commandid": message.commandid}
+            raise ApiError(422, str(error), error.fields, **extra) from None
+        status, result = await publish(event)
+        reply = {"class": messages.CLASS, "commandid": message.commandid, **result}
+        return JSONResponse(reply, status_code=status)
+
+
+# --- live bus --------------------------------------------------------------------------
+
+
+def _add_bus(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> None:
+    @app.get("/bus", include_in_schema=False)
+    async def bus_page(request: Request):
+        user = session_user(request, state)
+        if user is None:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return templates.TemplateResponse(
+            request, "bus.html", {"user": user, "names": sorted(state.watcher.names)}
+        )
+
+    @app.get(
+        "/bus/events",
+        tags=["bus"],
+        responses={200: {"content": {"text/event-stream": {}}}, 401: ERRORS[401]},
+    )
+    async def bus_events(
+        request: Request, name: Annotated[list[str], Query(description="event names")] = ()
+    ) -> StreamingResponse:
+        """Server-sent events: each bus event (`{"id", "name", "data", "received"}`) as
+        it arrives, the recent ones first; only the given `name`s if any."""
+        api_user(request)
+        wanted = {item for entry in name for item in entry.split(",") if item.strip()}
+        wanted = {item.strip() for item in wanted}
+        try:
+            for item in wanted:
+                state.watcher.watch(item)
+        except WatchError as error:
+            raise ApiError(422, str(error), {"name": str(error)}) from None
+        after = _last_event_id(request)
+        return StreamingResponse(
+            _stream(state, wanted, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+
+def _last_event_id(request: Request) -> int:
+    try:
+        return int(request.headers.get("last-event-id", "0"))
+    except ValueError:
+        return 0
+
+
+async def _stream(state: CtiState, wanted: set[str], after: int) -> AsyncIterator[str]:
+    def frame(item: dict) -> str:
+        return f"id: {item['id']}\nevent: bus\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
+
+    def shown(item: dict) -> bool:
+        return item["id"] > after and (not wanted or item["name"] in wanted)
+
+    with state.watcher.listen() as listener:
+        yield "retry: 1000\n\n"
+        for item in list(state.watcher.recent):
+            if shown(item):
+                yield frame(item)
+        closing = asyncio.ensure_future(state.closing.wait())
+        getter = None
+        try:
+            while not state.closing.is_set():
+                getter = getter or asyncio.ensure_future(listener.get())
+                done, _ = await asyncio.wait(
+                    {getter, closing}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    yield ": keep-alive\n\n"
+                if getter not in done:
+                    continue
+                item, getter = getter.result(), None
+                if shown(item):
+                    yield frame(item)
+        finally:
+            closing.cancel()
+            if getter is not None:
+                getter.cancel()

@@ -1,0 +1,174 @@
+"""The users file: who may log in to the call forms, and the ``user_id`` of their events.
+
+A JSON file ``users.json`` in the data directory::
+
+    {"users": [{"id": 40, "login": "alice", "name": "Alice Martin",
+                "password": "scrypt$16384$8$1$<salt>$<hash>"}]}
+
+Passwords are stored as stdlib ``hashlib.scrypt`` hashes (salted, memory-hard); the file
+is written atomically and readable by its owner only. The store re-reads the file when it
+changes on disk, so ``xivo-bus users add`` takes effect in a running service.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+USERS_FILE = "users.json"
+LOGIN_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+# scrypt cost: n=2**14, r=8, p=1 takes ~16 MiB and tens of milliseconds, as OWASP suggests.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class UserError(ValueError):
+    """A user that cannot be added or a users file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    login: str
+    name: str
+    password: str  # the hash, never the password
+
+    def public(self) -> dict:
+        return {"id": self.id, "login": self.login, "name": self.name}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    return "$".join(
+        ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
+    )
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        computed = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=2**26)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# Checked against when a login is unknown, so that the answer takes as long as for a
+# wrong password.
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+class UserStore:
+    """The users of ``users.json`` in ``data_dir``, re-read when the file changes."""
+
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / USERS_FILE
+        self._users: dict[str, User] = {}
+        self._stamp: tuple[int, int] | None = None
+
+    def all(self) -> list[User]:
+        self._refresh()
+        return sorted(self._users.values(), key=lambda user: user.id)
+
+    def get(self, login: str) -> User | None:
+        self._refresh()
+        return self._users.get(login)
+
+    def authenticate(self, login: str, password: str) -> User | None:
+        user = self.get(login)
+        if user is None:
+            verify_password(password, _DUMMY_HASH)
+            return None
+        return user if verify_password(password, user.password) else None
+
+    def add(self, login: str, password: str, *, user_id: int | None = None, name: str = "") -> User:
+        """Add a user; ``user_id`` defaults to one more than the highest id so far."""
+        users = {user.login: user for user in self.all()}
+        if not LOGIN_PATTERN.fullmatch(login):
+            raise UserError(
+                f"login {login!r}: use 1 to 64 letters, digits or the characters _ . @ -"
+            )
+        if login in users:
+            raise UserError(f"login {login!r} already exists (id {users[login].id})")
+        if not password:
+            raise UserError("the password must not be empty")
+        if user_id is None:
+            user_id = max((user.id for user in users.values()), default=0) + 1
+        if user_id < 0:
+            raise UserError(f"user id {user_id}: must be zero or positive")
+        taken = next((user for user in users.values() if user.id == user_id), None)
+        if taken is not None:
+            raise UserError(f"user id {user_id} already belongs to {taken.login!r}")
+        user = User(user_id, login, name or login, hash_password(password))
+        users[login] = user
+        self._write(users.values())
+        return user
+
+    def remove(self, login: str) -> User:
+        users = {user.login: user for user in self.all()}
+        if login not in users:
+            raise UserError(f"no user {login!r} in {self.path}")
+        user = users.pop(login)
+        self._write(users.values())
+        return user
+
+    def _refresh(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._users, self._stamp = {}, None
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            users = [User(**entry) for entry in document["users"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise UserError(f"{self.path}: not a users file: {error}") from None
+        self._users = {user.login: user for user in users}
+        self._stamp = stamp
+
+    def _write(self, users) -> None:
+        document = {"users": [asdict(user) for user in sorted(users, key=lambda u: u.id)]}
+        write_private(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        self._stamp = None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path``, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+def session_secret(data_dir: Path) -> str:
+    """The key that signs session cookies, made once and kept in ``data_dir/secret``."""
+    path = Path(data_dir) / "secret"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        secret = secrets.token_hex(32)
+        write_private(path, secret + "\n")
+        return secret

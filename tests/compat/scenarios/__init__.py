@@ -1,0 +1,14 @@
+"""Scenario modules; importing this package registers them all."""
+
+from . import (  # noqa: F401
+    basic,
+    channel,
+    connection,
+    exchange,
+    extensions,
+    libraries,
+    queue,
+    routing,
+    settle,
+    transactions,
+)
