@@ -84,7 +84,35 @@ class _Pending:
         self.abandoned = False
 
 
-class Publisher:
+class _Service:
+    """What Publisher and Consumer share: a background task that keeps a connection up,
+    started by ``start()`` or ``async with``."""
+
+    _task: asyncio.Task | None
+    _connected: asyncio.Event
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"xivo-bus {type(self).__name__}")
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class Publisher(_Service):
     """Publishes events with confirms, reconnecting with backoff when the broker goes away.
 
     ``publish`` waits for the broker's confirm, at most ``timeout`` seconds;
@@ -116,20 +144,6 @@ class Publisher:
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._closing = False
         self.last_error: str | None = None
-
-    async def __aenter__(self) -> Publisher:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="xivo-bus publisher")
-
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
 
     @property
     def buffered(self) -> int:
@@ -265,7 +279,7 @@ class Publisher:
                 raise failure
 
 
-class Consumer:
+class Consumer(_Service):
     """Subscribes handlers to events, acking each event once its handler returned.
 
     By default the queue is server-named and exclusive (events published while the
@@ -311,20 +325,6 @@ class Consumer:
             keys.add(event_name)
             if self._queue is not None and self._channel is not None:
                 asyncio.get_running_loop().create_task(self._bind(exchange, event_name))
-
-    async def __aenter__(self) -> Consumer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="xivo-bus consumer")
-
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
 
     @property
     def queue(self) -> str | None:

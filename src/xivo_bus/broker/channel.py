@@ -313,9 +313,12 @@ class Channel:
                 raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} in use")
             if method.if_empty and queue.ready:
                 raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} not empty")
-            count = self.vhost.delete_queue(queue)
+            count = queue.message_count
+        # As RabbitMQ: delete-ok first, then the basic.cancel its consumers get.
         if not method.nowait:
             self.reply(commands.Queue.DeleteOk(message_count=count))
+        if queue is not None:
+            self.vhost.delete_queue(queue)
 
     # -- basic: consuming -------------------------------------------------------------
 

@@ -149,10 +149,14 @@ class Queue:
         (0 when nothing is written), or ``REFUSED``."""
         if not self._plain or message.ttl is not None:
             return self._enqueue_with_settings(message)
-        self._next_seq += 1
-        entry = Entry(message, self._next_seq)
+        return self._append(Entry(message, self._next_seq + 1))
+
+    def _append(self, entry: Entry) -> int:
+        """Add a new entry at the tail (stored when it must be), hand it out if someone
+        can take it; returns the store write to wait for."""
+        self._next_seq = entry.seq
         write = 0
-        if message.persistent and self.stores_messages:
+        if entry.message.persistent and self.stores_messages:
             write = self._store_entry(entry)
         self.ready.append(entry)
         if self.consumers:
@@ -169,15 +173,9 @@ class Queue:
             if self.settings.overflow == "reject-publish-dlx":
                 self._dead_letter([message], "maxlen")
             return REFUSED
-        self._next_seq += 1
-        entry = Entry(message, self._next_seq)
+        entry = Entry(message, self._next_seq + 1)
         self._set_expiry(entry)
-        write = 0
-        if message.persistent and self.stores_messages:
-            write = self._store_entry(entry)
-        self.ready.append(entry)
-        if self.consumers:
-            self.dispatch()
+        write = self._append(entry)
         if self._limited:
             self._drop_head()
         if self._expiring:

@@ -424,8 +424,8 @@ class Store:
         routing_key: str,
         arguments: dict,
     ) -> int:
-        return self._submit(
-            ("binding", vhost, exchange, kind, destination, routing_key, encode_table(arguments))
+        return self._binding(
+            "binding", vhost, exchange, kind, destination, routing_key, arguments=arguments
         )
 
     def delete_binding(
@@ -437,9 +437,12 @@ class Store:
         routing_key: str,
         arguments: dict,
     ) -> int:
-        return self._submit(
-            ("binding-", vhost, exchange, kind, destination, routing_key, encode_table(arguments))
+        return self._binding(
+            "binding-", vhost, exchange, kind, destination, routing_key, arguments=arguments
         )
+
+    def _binding(self, op: str, *key: str, arguments: dict) -> int:
+        return self._submit((op, *key, encode_table(arguments)))
 
     def save_message(self, message) -> int:
         return self._submit(
