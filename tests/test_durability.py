@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pika
 import pytest
@@ -332,3 +333,26 @@ def test_bcc_is_stripped_and_cc_kept(broker, name):
             properties.headers == {"CC": [f"{name}-b"], "other": 1}
         )
     connection.close()
+
+
+def test_message_ttl_keeps_counting_across_a_restart(tmp_path, name):
+    """A stored message keeps its expiry: one whose TTL ran out while the broker was down
+    is gone when it comes back; one with time left is still there."""
+    broker = start_broker("--data-dir", str(tmp_path))
+    connection = connect(broker)
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(name, durable=True)
+    for body, expiration in ((b"short", "1500"), (b"long", "600000")):
+        channel.basic_publish(
+            "", name, body, pika.BasicProperties(delivery_mode=2, expiration=expiration)
+        )
+    connection.close()
+    assert broker.stop() == 0
+    time.sleep(2)  # "short" runs out while the broker is down
+    broker = start_broker("--data-dir", str(tmp_path), "--port", str(broker.port))
+    connection = connect(broker)
+    got = get_all(connection.channel(), name)
+    assert [body for body, _, _ in got] == [b"long"]
+    connection.close()
+    broker.stop()

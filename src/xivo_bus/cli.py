@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xivo_bus import __version__
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
-from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_PORT, Broker
+from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.store import StoreError
 from xivo_bus.paths import default_data_dir
 
@@ -49,7 +49,12 @@ def _stop_on_signals() -> asyncio.Event:
 async def _serve(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     data_dir = None if args.in_memory else Path(args.data_dir)
-    broker = Broker(data_dir, args.max_store_size, consumer_timeout=args.consumer_timeout)
+    broker = Broker(
+        data_dir,
+        args.max_store_size,
+        consumer_timeout=args.consumer_timeout,
+        max_message_size=args.max_message_size,
+    )
     try:
         host, port = await broker.start(args.host, args.port)
     except StoreError as error:
@@ -291,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="BYTES",
         help="largest size of the store on disk; beyond it publishers are blocked until "
         "consumers make room (default: no limit but the disk's)",
+    )
+    serve.add_argument(
+        "--max-message-size",
+        type=int,
+        metavar="BYTES",
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help="largest message body accepted; larger ones close the channel with 406 "
+        f"(default {DEFAULT_MAX_MESSAGE_SIZE}, RabbitMQ's)",
     )
     serve.add_argument(
         "--consumer-timeout",

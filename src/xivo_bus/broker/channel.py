@@ -555,6 +555,12 @@ class Channel:
             )
         if method.immediate:
             raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "immediate=true")
+        limit = self.connection.broker.max_message_size
+        if len(body) > limit:
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED,
+                f"message size {len(body)} is larger than configured max size {limit}",
+            )
         if _REPLY_TO_BYTES in raw_properties:
             raw_properties = self._direct_reply_to(raw_properties)
         message = Message(method.exchange, method.routing_key, raw_properties, body)

@@ -11,6 +11,7 @@ than they did before the extensions existed.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -226,17 +227,29 @@ class Queue:
             store.save_message(message)
         message.stored_refs += 1
         entry.stored = True
-        return store.add_entry(self.vhost.name, self.name, entry.seq, message.store_id)
+        expires_at = None
+        if entry.expires is not None:  # loop time to wall-clock time, for the disk
+            expires_at = time.time() + entry.expires - _loop().time()
+        return store.add_entry(self.vhost.name, self.name, entry.seq, message.store_id, expires_at)
 
-    def restore(self, entry: Entry) -> None:
-        """Put back an entry read from the store at start-up (a TTL counts from now)."""
+    def restored(self) -> None:
+        """Start-up put back every stored entry: expire those whose time is over."""
+        if self._expiring:
+            self._expire()
+
+    def restore(self, entry: Entry, expires_at: float | None = None) -> None:
+        """Put back an entry read from the store at start-up; it keeps the expiry it had
+        (``expires_at``, seconds since the epoch)."""
         entry.stored = True
+        if expires_at is not None:
+            entry.expires = _loop().time() + expires_at - time.time()
+            self._expiring = True
         message = entry.message
         message.stored_refs += 1
         self._next_seq = max(self._next_seq, entry.seq)
         if message.ttl is None and properties.has_expiration(message.raw_properties):
             message.ttl = parse_expiration(message.properties.expiration)
-        if message.ttl is not None or self._message_ttl is not None:
+        if entry.expires is None and (message.ttl is not None or self._message_ttl is not None):
             self._set_expiry(entry)
         self.ready.append(entry)
         if self._expiring:
@@ -313,6 +326,8 @@ class Queue:
             ready.requeue(entries)
         else:
             requeue_into(ready, entries)
+        if self._limited and self.settings.overflow == "drop-head":
+            self._drop_head()  # as RabbitMQ: a requeue may push the queue over its limit
         if self._expiring:
             self._expire()
         self.dispatch()

@@ -18,6 +18,7 @@ log = logging.getLogger("xivo_bus.broker")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5672
+DEFAULT_MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ 3.10's max_message_size: 128 MiB
 SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
 
 
@@ -30,7 +31,9 @@ class Broker:
         data_dir: Path | None = None,
         store_size_limit: int | None = None,
         consumer_timeout: int | None = DEFAULT_CONSUMER_TIMEOUT,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ):
+        self.max_message_size = max_message_size
         self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
         # unacked deliveries older than this (ms) close their channel; None or 0: never
         self.consumer_timeout = (
@@ -49,13 +52,25 @@ class Broker:
             vhost.restore(recovered)
         messages: dict[int, Message] = {}  # shared by the queues holding the same one
         names: dict[str, bytes] = {}
-        for vhost_name, queue, seq, message_id, *content in self.store.entries():
-            message = messages.get(message_id)
-            if message is None:
-                message = messages[message_id] = Message.from_store(message_id, *content, names)
-            vhost = self.vhosts.get(vhost_name)
-            if vhost is not None:
-                vhost.restore_entry(queue, seq, message)
+        unusable: dict[str, int] = {}
+        for vhost_name, queue, seq, expires_at, message_id, *content in self.store.entries():
+            try:
+                message = messages.get(message_id)
+                if message is None:
+                    message = Message.from_store(message_id, *content, names)
+                    messages[message_id] = message
+                vhost = self.vhosts.get(vhost_name)
+                if vhost is not None:
+                    vhost.restore_entry(queue, seq, expires_at, message)
+            except Exception:  # a row that reads but makes no sense: skip it, go on
+                unusable[queue] = unusable.get(queue, 0) + 1
+        for queue, count in unusable.items():
+            recovered.skipped.append(f"queue '{queue}': {count} unusable stored messages")
+        for stored in recovered.queues:
+            stored.messages -= unusable.get(stored.name, 0)
+        for vhost in self.vhosts.values():
+            for queue in list(vhost.queues.values()):
+                queue.restored()
         self.store.on_failure_change(self._disk_alarm)
 
     def _disk_alarm(self, reason: str | None) -> None:

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS messages (
     properties BLOB NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS queue_messages (
     vhost TEXT NOT NULL, queue TEXT NOT NULL, seq INTEGER NOT NULL,
-    message_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL, expires_at REAL,
     PRIMARY KEY (vhost, queue, seq));
 """
 
@@ -140,10 +140,11 @@ class Store:
         return recovered
 
     def entries(self) -> Iterator[tuple]:
-        """The stored messages, queue by queue in order: (vhost, queue, seq, message id,
-        exchange, routing key, properties, body); read once at start-up."""
+        """The stored messages, queue by queue in order: (vhost, queue, seq, expires_at,
+        message id, exchange, routing key, properties, body); read once at start-up."""
         yield from self._connection.execute(
-            "SELECT qm.vhost, qm.queue, qm.seq, qm.message_id, m.exchange, m.routing_key, "
+            "SELECT qm.vhost, qm.queue, qm.seq, qm.expires_at, qm.message_id, m.exchange, "
+            "m.routing_key, "
             "m.properties, m.body FROM queue_messages qm JOIN messages m "
             "ON m.id = qm.message_id ORDER BY qm.vhost, qm.queue, qm.seq"
         )
@@ -154,6 +155,7 @@ class Store:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.executescript(SCHEMA)
+            _upgrade(connection)
             if self.size_limit:
                 page_size = connection.execute("PRAGMA page_size").fetchone()[0]
                 connection.execute(f"PRAGMA max_page_count={max(1, self.size_limit // page_size)}")
@@ -456,8 +458,12 @@ class Store:
             )
         )
 
-    def add_entry(self, vhost: str, queue_name: str, seq: int, message_id: int) -> int:
-        return self._submit(("entry", vhost, queue_name, seq, message_id))
+    def add_entry(
+        self, vhost: str, queue_name: str, seq: int, message_id: int, expires_at: float | None
+    ) -> int:
+        """A message in a queue; ``expires_at`` (seconds since the epoch) when a TTL applies,
+        so that it keeps its expiry across restarts."""
+        return self._submit(("entry", vhost, queue_name, seq, message_id, expires_at))
 
     def remove_entry(
         self, vhost: str, queue_name: str, seq: int, last_reference_to: int | None
@@ -470,6 +476,29 @@ class Store:
 
 SALVAGE_CHUNK = 256
 SALVAGE_GIVE_UP = 64  # unreadable or empty chunks in a row past the last good one
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version to the current schema."""
+
+    def columns(table: str) -> set[str]:
+        return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+
+    if "expires_at" not in columns("queue_messages"):
+        connection.execute("ALTER TABLE queue_messages ADD COLUMN expires_at REAL")
+    if "kind" not in columns("bindings"):  # bindings were to queues only
+        connection.executescript(
+            """
+            ALTER TABLE bindings RENAME TO bindings_old;
+            CREATE TABLE bindings (
+                vhost TEXT NOT NULL, exchange TEXT NOT NULL, kind TEXT NOT NULL,
+                destination TEXT NOT NULL, routing_key TEXT NOT NULL, arguments BLOB NOT NULL,
+                PRIMARY KEY (vhost, exchange, kind, destination, routing_key, arguments));
+            INSERT INTO bindings SELECT vhost, exchange, 'queue', queue, routing_key, arguments
+                FROM bindings_old;
+            DROP TABLE bindings_old;
+            """
+        )
 
 
 def _readable_rows(connection: sqlite3.Connection, table: str, skipped: list[str]) -> list:
@@ -538,7 +567,7 @@ _STATEMENTS: dict[str, Callable[[tuple], list[tuple[str, tuple]]]] = {
         )
     ],
     "message": lambda op: [("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)", op[1:])],
-    "entry": lambda op: [("INSERT OR REPLACE INTO queue_messages VALUES (?, ?, ?, ?)", op[1:])],
+    "entry": lambda op: [("INSERT OR REPLACE INTO queue_messages VALUES (?, ?, ?, ?, ?)", op[1:])],
     "entry-": lambda op: [
         ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ? AND seq = ?", op[1:4]),
         *([("DELETE FROM messages WHERE id = ?", (op[4],))] if op[4] is not None else []),

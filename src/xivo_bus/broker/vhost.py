@@ -363,11 +363,13 @@ class VHost:
             if vhost == self.name and exchange is not None and destination is not None:
                 exchange.bind(destination, routing_key, arguments)
 
-    def restore_entry(self, queue_name: str, seq: int, message: Message) -> None:
+    def restore_entry(
+        self, queue_name: str, seq: int, expires_at: float | None, message: Message
+    ) -> None:
         """Put a stored message back in its queue, in order; those that had been
         delivered before the stop come back flagged redelivered."""
         queue = self.queues[queue_name]
-        queue.restore(Entry(message, seq, seq <= queue.delivered_upto))
+        queue.restore(Entry(message, seq, seq <= queue.delivered_upto), expires_at)
 
 
 def _kind(destination: Queue | Exchange) -> str:
