@@ -417,8 +417,9 @@ class Store:
     def delete_queue(self, vhost: str, name: str) -> int:
         return self._submit(("queue-", vhost, name))
 
-    def save_binding(
+    def set_binding(
         self,
+        present: bool,
         vhost: str,
         exchange: str,
         kind: str,
@@ -426,25 +427,12 @@ class Store:
         routing_key: str,
         arguments: dict,
     ) -> int:
-        return self._binding(
-            "binding", vhost, exchange, kind, destination, routing_key, arguments=arguments
+        """Write a binding (``present``) or its removal; ``kind`` is "queue" or
+        "exchange", the destination's kind."""
+        op = "binding" if present else "binding-"
+        return self._submit(
+            (op, vhost, exchange, kind, destination, routing_key, encode_table(arguments))
         )
-
-    def delete_binding(
-        self,
-        vhost: str,
-        exchange: str,
-        kind: str,
-        destination: str,
-        routing_key: str,
-        arguments: dict,
-    ) -> int:
-        return self._binding(
-            "binding-", vhost, exchange, kind, destination, routing_key, arguments=arguments
-        )
-
-    def _binding(self, op: str, *key: str, arguments: dict) -> int:
-        return self._submit((op, *key, encode_table(arguments)))
 
     def save_message(self, message) -> int:
         return self._submit(

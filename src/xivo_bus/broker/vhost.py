@@ -284,30 +284,28 @@ class VHost:
     ) -> None:
         exchange.check_binding(arguments)
         if exchange.bind(destination, routing_key, arguments):
-            if self._stores_binding(exchange, destination):
-                self.store.save_binding(
-                    self.name,
-                    exchange.name,
-                    _kind(destination),
-                    destination.name,
-                    routing_key,
-                    arguments,
-                )
+            self._store_binding(True, exchange, destination, routing_key, arguments)
 
     def unbind(
         self, exchange: Exchange, destination: Queue | Exchange, routing_key: str, arguments: dict
     ) -> None:
         if exchange.unbind(destination, routing_key, arguments):
-            if self._stores_binding(exchange, destination):
-                self.store.delete_binding(
-                    self.name,
-                    exchange.name,
-                    _kind(destination),
-                    destination.name,
-                    routing_key,
-                    arguments,
-                )
+            self._store_binding(False, exchange, destination, routing_key, arguments)
             self.exchange_unbound(exchange)
+
+    def _store_binding(
+        self,
+        present: bool,
+        exchange: Exchange,
+        destination: Queue | Exchange,
+        routing_key: str,
+        arguments: dict,
+    ) -> None:
+        if self._stores_binding(exchange, destination):
+            kind = "exchange" if isinstance(destination, Exchange) else "queue"
+            self.store.set_binding(
+                present, self.name, exchange.name, kind, destination.name, routing_key, arguments
+            )
 
     # -- routing ----------------------------------------------------------------------
 
@@ -370,7 +368,3 @@ class VHost:
         delivered before the stop come back flagged redelivered."""
         queue = self.queues[queue_name]
         queue.restore(Entry(message, seq, seq <= queue.delivered_upto), expires_at)
-
-
-def _kind(destination: Queue | Exchange) -> str:
-    return "exchange" if isinstance(destination, Exchange) else "queue"
