@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from xivo_bus import __version__
+from xivo_bus.broker.alarms import default_memory_limit
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.store import StoreError
@@ -54,6 +55,7 @@ async def _serve(args: argparse.Namespace) -> int:
         args.max_store_size,
         consumer_timeout=args.consumer_timeout,
         max_message_size=args.max_message_size,
+        memory_limit=args.memory_limit,
     )
     try:
         host, port = await broker.start(args.host, args.port)
@@ -296,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="BYTES",
         help="largest size of the store on disk; beyond it publishers are blocked until "
         "consumers make room (default: no limit but the disk's)",
+    )
+    serve.add_argument(
+        "--memory-limit",
+        type=int,
+        metavar="BYTES",
+        default=default_memory_limit(),
+        help="above this much memory in use, publishers are blocked until consumers make "
+        "room, as RabbitMQ's memory alarm (default 40%% of RAM: %(default)s)",
     )
     serve.add_argument(
         "--max-message-size",

@@ -90,6 +90,7 @@ class Connection(asyncio.Protocol):
         self._barrier = 0  # store write that must be on disk before more output
         self._delivery_barrier = 0  # the same, for delivery marks
         self._reading_paused = False
+        self._blocked = False  # not read while a resource alarm is on
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self._last_send = self.loop.time()
 
@@ -197,7 +198,8 @@ class Connection(asyncio.Protocol):
             self._flush()
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
-            self.transport.resume_reading()
+            if not self._blocked:
+                self.transport.resume_reading()
 
     def _flush(self, force: bool = False) -> None:
         self._flush_handle = None
@@ -246,6 +248,8 @@ class Connection(asyncio.Protocol):
                 return
             try:
                 channel.on_publish(event.method, event.properties, event.body)
+                if self.broker.alarms.reason is not None and not self._blocked:
+                    self._block(self.broker.alarms.reason)
             except errors.ChannelError as error:
                 error.class_id, error.method_id = 60, 40
                 self._close_channel(channel, error)
@@ -518,10 +522,22 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    def _block(self, reason: str) -> None:
+        """A resource alarm is on and this client publishes: stop reading it."""
+        self._blocked = True
+        self.set_blocked(reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
     def set_blocked(self, reason: str | None) -> None:
-        """Tell a client that understands connection.blocked why publishing stalls (the
-        store cannot write), and when it may go on. Written at once: it is not held
-        behind the output waiting for the disk."""
+        """Tell a client that understands connection.blocked why publishing stalls (a
+        resource alarm), and when it may go on; read a blocked client again when the
+        alarm clears. The notice is written at once, not held behind output that waits
+        for the disk."""
+        if reason is None and self._blocked:
+            self._blocked = False
+            if not self._reading_paused:
+                self.resume_reading()
         if self.state != "running" or not self.client_capability("connection.blocked"):
             return
         if reason is None:

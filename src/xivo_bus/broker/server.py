@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from xivo_bus.amqp import errors
+from xivo_bus.broker.alarms import Alarms
 from xivo_bus.broker.auth import Users
 from xivo_bus.broker.connection import Connection
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT, ConsumerTimeout
@@ -32,8 +33,10 @@ class Broker:
         store_size_limit: int | None = None,
         consumer_timeout: int | None = DEFAULT_CONSUMER_TIMEOUT,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        memory_limit: int | None = None,
     ):
         self.max_message_size = max_message_size
+        self.alarms = Alarms(self, memory_limit)
         self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
         # unacked deliveries older than this (ms) close their channel; None or 0: never
         self.consumer_timeout = (
@@ -71,11 +74,7 @@ class Broker:
         for vhost in self.vhosts.values():
             for queue in list(vhost.queues.values()):
                 queue.restored()
-        self.store.on_failure_change(self._disk_alarm)
-
-    def _disk_alarm(self, reason: str | None) -> None:
-        for connection in list(self.connections):
-            connection.set_blocked(reason)
+        self.store.on_failure_change(lambda reason: self.alarms.set("disk", reason))
 
     async def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> tuple[str, int]:
         """Recover the store, then listen for AMQP connections; returns the bound
@@ -89,6 +88,7 @@ class Broker:
         )
         if self.consumer_timeout is not None:
             self.consumer_timeout.start(loop)
+        self.alarms.start(loop)
         address = self.server.sockets[0].getsockname()
         return address[0], address[1]
 
@@ -99,6 +99,7 @@ class Broker:
             self.server.close()
         if self.consumer_timeout is not None:
             self.consumer_timeout.stop()
+        self.alarms.stop()
         loop = asyncio.get_running_loop()
         if self.store is not None:
             for connection in list(self.connections):

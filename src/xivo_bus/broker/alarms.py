@@ -1,0 +1,91 @@
+"""Resource alarms, as RabbitMQ's: while the disk cannot take writes or the broker uses
+more memory than its limit, connections that publish are blocked (told so with
+connection.blocked when they understand it, and no longer read) until the alarm clears.
+Consumers go on, which is how the alarm clears."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xivo_bus.broker.server import Broker
+
+log = logging.getLogger("xivo_bus.broker")
+
+MEMORY_CHECK_INTERVAL = 1.0
+DEFAULT_MEMORY_FRACTION = 0.4  # RabbitMQ's vm_memory_high_watermark
+
+
+def default_memory_limit() -> int:
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * DEFAULT_MEMORY_FRACTION)
+
+
+def resident_memory() -> int:
+    """This process's resident set size, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _libc_trim():
+    """glibc's malloc_trim, which hands freed heap memory back to the system (without it
+    the resident size stays high after a backlog is consumed); None elsewhere."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _libc_trim()
+
+
+class Alarms:
+    def __init__(self, broker: Broker, memory_limit: int | None):
+        self.broker = broker
+        self.memory_limit = memory_limit
+        self._reasons: dict[str, str] = {}  # resource -> why
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """Why publishers are blocked now, or None."""
+        return "; ".join(self._reasons.values()) or None
+
+    def set(self, resource: str, reason: str | None) -> None:
+        """Raise (``reason``) or clear (None) the alarm of one resource."""
+        before = self.reason
+        if reason is None:
+            self._reasons.pop(resource, None)
+        else:
+            self._reasons[resource] = reason
+        after = self.reason
+        if after != before:
+            if reason is not None:
+                log.warning("resource alarm: %s: publishers are blocked", reason)
+            elif after is None:
+                log.warning("resource alarms cleared: publishers may go on")
+            for connection in list(self.broker.connections):
+                connection.set_blocked(after)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.memory_limit:
+            self._timer = loop.call_later(MEMORY_CHECK_INTERVAL, self._check_memory, loop)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_memory(self, loop: asyncio.AbstractEventLoop) -> None:
+        used = resident_memory()
+        if used > self.memory_limit and _malloc_trim is not None:
+            _malloc_trim(0)
+            used = resident_memory()
+        if used > self.memory_limit:
+            self.set("memory", f"low on memory: {used} bytes used, limit {self.memory_limit}")
+        else:
+            self.set("memory", None)
+        self._timer = loop.call_later(MEMORY_CHECK_INTERVAL, self._check_memory, loop)
