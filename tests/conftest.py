@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import pika
 import pytest
 
 READY = re.compile(r"accepting AMQP connections on (\S+):(\d+)")
@@ -77,6 +78,21 @@ def fresh_broker():
     if process.proc.poll() is None:
         process.proc.kill()
         process.proc.wait()
+
+
+@pytest.fixture
+def conn(broker):
+    """A pika BlockingConnection to the session's broker."""
+    connection = pika.BlockingConnection(pika.ConnectionParameters(broker.host, broker.port))
+    yield connection
+    if connection.is_open:
+        connection.close()
+
+
+@pytest.fixture
+def ch(conn):
+    """A channel on ``conn``."""
+    return conn.channel()
 
 
 @pytest.fixture

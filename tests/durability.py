@@ -71,14 +71,22 @@ def open_channel(host: str, port: int, queue: str) -> RawClient:
     return client
 
 
+def reconnect(address, queue: str) -> RawClient | None:
+    """A new connection to wherever the broker is now; None (after a short wait) while it
+    is down."""
+    try:
+        return open_channel(*address(), queue)
+    except OSError:
+        time.sleep(0.05)
+        return None
+
+
 def publish_until(stop: threading.Event, address, queue: str, tally: Tally) -> None:
     """Publish with confirms, 50 in flight, reconnecting whenever the broker dies."""
     number = 0
     while not stop.is_set():
-        try:
-            client = open_channel(*address(), queue)
-        except OSError:
-            time.sleep(0.05)
+        client = reconnect(address, queue)
+        if client is None:
             continue
         try:
             client.send(1, commands.Confirm.Select())
@@ -116,10 +124,8 @@ def consume_until(
 ) -> None:
     """Consume with manual acks (acking in batches), reconnecting after each crash."""
     while not stop.is_set():
-        try:
-            client = open_channel(*address(), queue)
-        except OSError:
-            time.sleep(0.05)
+        client = reconnect(address, queue)
+        if client is None:
             continue
         try:
             client.sock.settimeout(0.5)

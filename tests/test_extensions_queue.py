@@ -21,19 +21,6 @@ from pika.exceptions import ChannelClosedByBroker
 DEADLINE = 10.0
 
 
-@pytest.fixture
-def conn(broker):
-    connection = pika.BlockingConnection(pika.ConnectionParameters(broker.host, broker.port))
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
-def ch(conn):
-    return conn.channel()
-
-
 def poll(predicate, deadline: float = DEADLINE):
     end = time.monotonic() + deadline
     while True:

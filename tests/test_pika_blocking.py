@@ -56,17 +56,6 @@ def connection(broker, **kwargs):
 
 
 @pytest.fixture
-def conn(broker):
-    with connection(broker) as opened:
-        yield opened
-
-
-@pytest.fixture
-def ch(conn):
-    return conn.channel()
-
-
-@pytest.fixture
 def plain_name(name):
     """The test's unique name, reduced to letters, digits, '_', '.' and '-'."""
     return re.sub(r"[^\w.-]", "_", name)

@@ -31,17 +31,6 @@ def cut(text: str) -> str:
     return text if len(raw) <= 255 else (raw[:252] + b"...").decode()
 
 
-@pytest.fixture
-def conn(broker):
-    with connection(broker) as opened:
-        yield opened
-
-
-@pytest.fixture
-def ch(conn):
-    return conn.channel()
-
-
 def capture(callbacks, prefix: int, method_class) -> list:
     """Collect the methods of one kind pika receives (to see class_id and method_id)."""
     seen: list = []

@@ -44,14 +44,6 @@ def bodies(first: int, last: int) -> list[str]:
 
 
 @pytest.fixture
-def conn(broker):
-    connection = pika.BlockingConnection(pika.ConnectionParameters(broker.host, broker.port))
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-@pytest.fixture
 def queue(conn, name):
     """A queue of the test's own holding m0..m9."""
     channel = conn.channel()
