@@ -45,17 +45,12 @@ def publish(
         return  # no dead-letter exchange: dropped, as in RabbitMQ
     for message in messages:
         dead, deaths = dead_lettered(message, reason, queue_name, exchange_name, routing_key)
-        queues = _route(vhost, exchange, dead)
+        queues = vhost.route(exchange, dead)
         for queue in queues:
             if reason != "rejected" and is_cycle(queue.name, deaths):
                 log.debug("dead-letter cycle: message dropped for queue %s", queue.name)
                 continue
             queue.enqueue(dead)
-
-
-def _route(vhost: VHost, exchange, message: Message) -> list:
-    route = getattr(vhost, "route", None)
-    return route(exchange, message) if route is not None else exchange.route(message)
 
 
 def dead_lettered(
@@ -95,6 +90,8 @@ def dead_lettered(
         raw,
         message.body,
     )
+    if routing_key is None:
+        dead.bcc = message.bcc  # routed with its BCC keys again, as RabbitMQ does
     return dead, deaths
 
 

@@ -26,6 +26,7 @@ class Message:
         "store_id",
         "stored_refs",
         "ttl",
+        "bcc",
         "_properties",
     )
 
@@ -40,6 +41,8 @@ class Message:
         self.store_id: int | None = None  # its row in the store, once written there
         self.stored_refs = 0  # durable queues holding it on disk
         self.ttl: int | None = None  # the expiration property, in ms, when it has one
+        # The BCC keys taken out of the headers: a dead-lettered copy is routed with them.
+        self.bcc: list[str] | None = None
         self._properties: commands.Basic.Properties | None = None
 
     @classmethod
@@ -69,6 +72,7 @@ class Message:
         message.store_id = store_id
         message.stored_refs = 0
         message.ttl = None
+        message.bcc = None
         message._properties = None
         return message
 
@@ -83,9 +87,9 @@ class Message:
         distribution), or None when there are none."""
         raw = self.raw_properties
         if b"CC" not in raw or not properties.has_headers(raw):  # cheap: usually no
-            return None
+            return list(self.bcc) if self.bcc else None
         headers = self.headers
-        keys = []
+        keys = list(self.bcc or ())
         for name in ("CC", "BCC"):
             value = headers.get(name)
             if value is None:
@@ -111,6 +115,11 @@ class Message:
         props.headers = {k: v for k, v in headers.items() if k != "BCC"}
         copy = Message(self.exchange, self.routing_key, properties.encode(props), self.body)
         copy.ttl = self.ttl
+        copy.bcc = [
+            key.decode() if isinstance(key, bytes) else key
+            for key in headers["BCC"]
+            if isinstance(key, (str, bytes))
+        ]
         return copy
 
     @property

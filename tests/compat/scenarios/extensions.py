@@ -280,6 +280,21 @@ def dead_letter_routing_key_override(ch, p):
     return _dead(ch, dead)
 
 
+@h.pika_scenario("basic.reject", DLX, CC)
+def dead_letter_keeps_cc_and_bcc_routes(ch, p):
+    """The dead-lettered copy is routed with the original key, CC and BCC keys."""
+    ch.exchange_declare(p + "-dlx", "direct", auto_delete=True)
+    targets = [_queue(ch, f"{p}-dead-{name}") for name in ("a", "b", "c")]
+    for name, target in zip(("a", "b", "c"), targets, strict=True):
+        ch.queue_bind(target, p + "-dlx", f"{p}-{name}")
+    source = _queue(ch, p + "-a", **{"x-dead-letter-exchange": p + "-dlx"})
+    headers = {"CC": [p + "-b"], "BCC": [p + "-c"]}
+    ch.basic_publish("", source, b"x", pika.BasicProperties(headers=headers))
+    ch.basic_reject(ch.basic_get(source)[0].delivery_tag, requeue=False)
+    h.sync(ch)
+    return [_dead(ch, target) for target in targets]
+
+
 @h.pika_scenario("basic.publish", DLX, QTTL)
 def dead_letter_on_expiry(ch, p):
     source, dead = _dlx(ch, p, **{"x-message-ttl": 50})
