@@ -70,6 +70,16 @@ def publish(port: int, body: str) -> None:
     assert done.stdout.split() == ["published"]
 
 
+def ended(client) -> None:
+    """The client must have exited by itself with status 0; it is killed otherwise."""
+    try:
+        assert client.wait(timeout=10) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+
+
 def test_spec_example_receives_and_acks_call_form_result(fresh_broker):
     declare_xivo_cti(fresh_broker.port)
     client = start_client(fresh_broker.port, "argv")
@@ -81,11 +91,8 @@ def test_spec_example_receives_and_acks_call_form_result(fresh_broker):
         publish(fresh_broker.port, BODY)
 
         lines = out.rest(timeout=20)
-        assert client.wait(timeout=10) == 0
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
+        ended(client)
 
     assert lines == [f"ready {queue_name}", f"Received: {BODY}", "acked 1", "left 0"]
     assert json.loads(lines[1].removeprefix("Received: ")) == EVENT
@@ -108,9 +115,6 @@ def test_spec_example_takes_port_from_environment_and_gets_every_event(fresh_bro
         publish(fresh_broker.port, first)
         publish(fresh_broker.port, BODY)
         lines = out.rest(timeout=20)
-        assert client.wait(timeout=10) == 0
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
+        ended(client)
     assert lines[1:] == [f"Received: {first}", "acked 1", f"Received: {BODY}", "acked 2", "left 0"]

@@ -47,12 +47,9 @@ class Alarms:
         self.broker = broker
         self.memory_limit = memory_limit
         self._reasons: dict[str, str] = {}  # resource -> why
+        # Why publishers are blocked now, or None; read on every publish, so kept ready.
+        self.reason: str | None = None
         self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def reason(self) -> str | None:
-        """Why publishers are blocked now, or None."""
-        return "; ".join(self._reasons.values()) or None
 
     def set(self, resource: str, reason: str | None) -> None:
         """Raise (``reason``) or clear (None) the alarm of one resource."""
@@ -61,7 +58,7 @@ class Alarms:
             self._reasons.pop(resource, None)
         else:
             self._reasons[resource] = reason
-        after = self.reason
+        after = self.reason = "; ".join(self._reasons.values()) or None
         if after != before:
             if reason is not None:
                 log.warning("resource alarm: %s: publishers are blocked", reason)
