@@ -111,6 +111,12 @@ def name(request) -> str:
     return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture
+def plain_name(name):
+    """The test's unique name, reduced to letters, digits, '_', '.' and '-'."""
+    return re.sub(r"[^\w.-]", "_", name)
+
+
 class ChildLines:
     """The stdout lines of a child process, read by a thread, awaited with a timeout."""
 

@@ -11,7 +11,7 @@ from pika.exceptions import (
     ConnectionClosedByClient,
     ProbableAuthenticationError,
 )
-from test_pika_blocking import parameters
+from pika_helpers import parameters
 
 
 def run(broker, on_open, **params) -> dict:

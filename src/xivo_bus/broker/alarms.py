@@ -9,10 +9,9 @@ import asyncio
 import ctypes
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
-if TYPE_CHECKING:
-    from xivo_bus.broker.server import Broker
+from xivo_bus.broker.roles import Blockable
 
 log = logging.getLogger("xivo_bus.broker")
 
@@ -43,8 +42,8 @@ _malloc_trim = _libc_trim()
 
 
 class Alarms:
-    def __init__(self, broker: Broker, memory_limit: int | None):
-        self.broker = broker
+    def __init__(self, connections: Iterable[Blockable], memory_limit: int | None):
+        self.connections = connections  # told when publishers are blocked, or may go on
         self.memory_limit = memory_limit
         self._reasons: dict[str, str] = {}  # resource -> why
         # Why publishers are blocked now, or None; read on every publish, so kept ready.
@@ -64,7 +63,7 @@ class Alarms:
                 log.warning("resource alarm: %s: publishers are blocked", reason)
             elif after is None:
                 log.warning("resource alarms cleared: publishers may go on")
-            for connection in list(self.broker.connections):
+            for connection in list(self.connections):
                 connection.set_blocked(after)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

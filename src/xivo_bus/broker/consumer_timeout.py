@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
 
-from xivo_bus.amqp import errors
-
-if TYPE_CHECKING:
-    from xivo_bus.broker.channel import Channel
-    from xivo_bus.broker.server import Broker
+from xivo_bus.broker.model import wording
+from xivo_bus.broker.roles import ChannelSource, TimedChannel
 
 DEFAULT_CONSUMER_TIMEOUT = 1_800_000  # ms, as RabbitMQ
 # How often channels are checked: a tenth of the timeout, within these bounds (seconds).
@@ -29,24 +25,15 @@ MIN_INTERVAL = 0.05
 MAX_INTERVAL = 15.0
 
 
-def timed_out(channel: int, timeout: int) -> errors.ChannelError:
-    return errors.ChannelError(
-        errors.PRECONDITION_FAILED,
-        f"delivery acknowledgement on channel {channel} timed out. Timeout value used: "
-        f"{timeout} ms. This timeout value can be configured, see consumers doc guide to "
-        "learn more",
-    )
-
-
 class ConsumerTimeout:
-    """Watches every channel of a broker's connections for overdue acknowledgements."""
+    """Watches every channel (``channels()``) for overdue acknowledgements."""
 
-    def __init__(self, broker: Broker, timeout: int):
-        self.broker = broker
+    def __init__(self, channels: ChannelSource, timeout: int):
+        self.channels = channels
         self.timeout = timeout  # ms
         self.interval = min(max(timeout / 10_000, MIN_INTERVAL), MAX_INTERVAL)
         # per channel with unacked deliveries: (time seen, delivery tag then)
-        self._notes: dict[Channel, deque[tuple[float, int]]] = {}
+        self._notes: dict[TimedChannel, deque[tuple[float, int]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -62,22 +49,20 @@ class ConsumerTimeout:
     def _check(self) -> None:
         now = self._loop.time()
         limit = self.timeout / 1000
-        notes: dict[Channel, deque[tuple[float, int]]] = {}
-        for connection in list(self.broker.connections):
-            for channel in list(connection.channels.values()):
-                if not channel.unacked or channel.closing:
-                    continue
-                seen = self._notes.get(channel) or deque()
-                tag = channel.delivery_tag
-                if not seen or seen[-1][1] != tag:
-                    seen.append((now, tag))
-                oldest = next(iter(channel.unacked))
-                while seen[0][1] < oldest:
-                    seen.popleft()
-                if now - seen[0][0] >= limit:
-                    # the connection is where errors become closes
-                    connection._close_channel(channel, timed_out(channel.number, self.timeout))
-                    continue
-                notes[channel] = seen
+        notes: dict[TimedChannel, deque[tuple[float, int]]] = {}
+        for channel in self.channels():
+            tags = channel.unacked_tags()
+            if tags is None or channel.closing:
+                continue
+            oldest, latest = tags
+            seen = self._notes.get(channel) or deque()
+            if not seen or seen[-1][1] != latest:
+                seen.append((now, latest))
+            while seen[0][1] < oldest:
+                seen.popleft()
+            if now - seen[0][0] >= limit:
+                channel.fail(wording.consumer_timed_out(channel.number, self.timeout))
+                continue
+            notes[channel] = seen
         self._notes = notes
         self._timer = self._loop.call_later(self.interval, self._check)

@@ -1,4 +1,6 @@
-"""The broker: vhosts, users, the listening socket and a clean shutdown."""
+"""The broker: wires the store, the vhosts, the users, the alarms and the consumer
+timeout together, listens, recovers at start-up and shuts down cleanly. Nothing imports
+this module but the command line: connections get a ``ServerState``, never the broker."""
 
 from __future__ import annotations
 
@@ -9,18 +11,19 @@ from pathlib import Path
 from xivo_bus.amqp import errors
 from xivo_bus.broker.alarms import Alarms
 from xivo_bus.broker.auth import Users
-from xivo_bus.broker.connection import Connection
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT, ConsumerTimeout
-from xivo_bus.broker.message import Message
+from xivo_bus.broker.model import wording
+from xivo_bus.broker.model.message import Message
+from xivo_bus.broker.model.vhost import VHost
+from xivo_bus.broker.session.connection import Connection
+from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.store import Recovered, Store
-from xivo_bus.broker.vhost import VHost
 
 log = logging.getLogger("xivo_bus.broker")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5672
 DEFAULT_MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ 3.10's max_message_size: 128 MiB
-SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
 
 
 class Broker:
@@ -35,16 +38,24 @@ class Broker:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         memory_limit: int | None = None,
     ):
-        self.max_message_size = max_message_size
-        self.alarms = Alarms(self, memory_limit)
         self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
+        connections: set[Connection] = set()
+        self.alarms = Alarms(connections, memory_limit)
+        loop = asyncio.get_running_loop()
+        self.state = ServerState(
+            vhosts={"/": VHost(loop, "/", self.store)},
+            users=Users(),
+            alarms=self.alarms,
+            store=self.store,
+            max_message_size=max_message_size,
+            connections=connections,
+        )
+        self.vhosts = self.state.vhosts
+        self.connections = connections
         # unacked deliveries older than this (ms) close their channel; None or 0: never
         self.consumer_timeout = (
-            ConsumerTimeout(self, consumer_timeout) if consumer_timeout else None
+            ConsumerTimeout(self.state.channels, consumer_timeout) if consumer_timeout else None
         )
-        self.vhosts: dict[str, VHost] = {"/": VHost("/", self.store)}
-        self.users = Users()
-        self.connections: set[Connection] = set()
         self.server: asyncio.base_events.Server | None = None
         self.recovered: Recovered | None = None
 
@@ -84,7 +95,7 @@ class Broker:
             self._recover()
             self.store.start(loop)
         self.server = await loop.create_server(
-            lambda: Connection(self), host, port, reuse_address=True, backlog=1024
+            lambda: Connection(self.state), host, port, reuse_address=True, backlog=1024
         )
         if self.consumer_timeout is not None:
             self.consumer_timeout.start(loop)
@@ -103,12 +114,12 @@ class Broker:
         loop = asyncio.get_running_loop()
         if self.store is not None:
             for connection in list(self.connections):
-                connection.pause_reading()
+                connection.pause_for_shutdown()
             await loop.run_in_executor(None, self.store.close)
             await asyncio.sleep(0)  # let the last commit's notifications run
         for connection in list(self.connections):
-            connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {SHUTDOWN_TEXT}")
-            connection.resume_reading()  # for its close-ok
+            connection.close(errors.CONNECTION_FORCED, wording.SHUTDOWN)
+            connection.resume_for_close_ok()
         deadline = loop.time() + timeout
         while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.02)

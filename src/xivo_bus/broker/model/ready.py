@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from xivo_bus.broker.message import Entry
+from xivo_bus.broker.model.message import Entry
 
 
 def _seq(entry: Entry) -> int:

@@ -1,26 +1,34 @@
-"""Per-channel state and the channel-level methods: exchanges, queues, basic, confirm, tx.
+"""One channel: its methods (exchanges, queues, basic, confirm, tx), its consumers, its
+unacked deliveries, publisher confirms and transactions.
 
 A channel raises ``ChannelError``/``ConnectionError`` where it detects a problem; its
-connection turns them into ``channel.close``/``connection.close``.
+connection turns them into ``channel.close``/``connection.close``. It knows its
+connection only as a ``ChannelConnection``; queues know it only as a
+``roles.ConsumerChannel``.
+
+The path of a publish: ``on_publish`` → ``_route`` (the vhost finds the queues) →
+``Queue.enqueue`` → the queue hands the message to a consumer → ``deliver`` → output.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from pamqp import commands
 
 from xivo_bus.amqp import errors, frames, properties
-from xivo_bus.broker.arguments import consumer_priority, parse_expiration
-from xivo_bus.broker.exchanges import exchange_class
-from xivo_bus.broker.message import Entry, Message
-from xivo_bus.broker.queue import REFUSED, Consumer, Queue
-
-if TYPE_CHECKING:
-    from xivo_bus.broker.connection import Connection
+from xivo_bus.broker.model import wording
+from xivo_bus.broker.model.arguments import consumer_priority, parse_expiration
+from xivo_bus.broker.model.exchanges import Exchange, exchange_class
+from xivo_bus.broker.model.message import Entry, Message
+from xivo_bus.broker.model.queue import Consumer, Delivery, Queue
+from xivo_bus.broker.model.vhost import VHost
+from xivo_bus.broker.roles import QueueOwner
+from xivo_bus.broker.session.confirms import Confirms
+from xivo_bus.broker.session.transactions import Publish, Transaction
+from xivo_bus.broker.session.unacked import Unacked
 
 _NO_ROUTE_TEXT = "NO_ROUTE"
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -32,40 +40,42 @@ def generated_name(prefix: str) -> str:
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
 
 
-def _default_exchange_refused() -> errors.ChannelError:
-    return errors.ChannelError(
-        errors.ACCESS_REFUSED, "operation not permitted on the default exchange"
-    )
+class ChannelConnection(QueueOwner, Protocol):
+    """What a channel needs of its connection."""
 
+    vhost: VHost
+    user_name: str
+    max_message_size: int
 
-class Delivery:
-    """An unacked delivery: the queue entry, its queue and the consumer (None for basic.get)."""
+    def send_method(self, channel: int, method: Any) -> None: ...
 
-    __slots__ = ("entry", "queue", "consumer")
+    def send_content(self, channel: int, method_payload: bytes, message: Message) -> None: ...
 
-    def __init__(self, entry: Entry, queue: Queue, consumer: Consumer | None):
-        self.entry = entry
-        self.queue = queue
-        self.consumer = consumer
+    def has_room(self) -> bool: ...
+
+    def hold_output_until(self, write: int) -> None: ...
+
+    def hold_delivery_until(self, write: int) -> None: ...
+
+    def confirms_pending(self, channel: Channel) -> None: ...
+
+    def client_capability(self, name: str) -> bool: ...
+
+    def close_channel(self, channel: Channel, error: errors.ChannelError) -> None: ...
 
 
 class Channel:
-    def __init__(self, connection: Connection, number: int):
+    def __init__(self, connection: ChannelConnection, number: int):
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
         self.consumers: dict[str, Consumer] = {}
-        self.unacked: OrderedDict[int, Delivery] = OrderedDict()
-        self.delivery_tag = 0
+        self.unacked = Unacked()
         self.prefetch_count = 0  # for consumers created from now on (global=false)
         self.prefetch_global = 0  # shared by the channel's consumers (global=true)
         self.last_queue_name: str | None = None
-        self.confirm = False
-        self.publish_seq = 0
-        self.confirmed_seq = 0
-        self.nacked: list[int] = []  # publish seqs a queue refused, to nack
-        self._refused = False  # the publish being routed was refused by a queue
-        self.tx: list | None = None  # pending publishes and acks while in tx mode
+        self.confirms: Confirms | None = None  # in confirm mode
+        self.tx: Transaction | None = None  # in tx mode
         self.reply_queue: Queue | None = None  # direct reply-to
         self.closing = False
         self._handlers = {
@@ -99,50 +109,84 @@ class Channel:
     def handle(self, method) -> None:
         handler = self._handlers.get(type(method))
         if handler is None:
-            class_id, method_id = frames.method_ids(method)
-            raise errors.ConnectionError(
-                errors.COMMAND_INVALID, "unimplemented method", class_id, method_id
-            )
+            raise wording.unimplemented_method(*frames.method_ids(method))
         handler(method)
 
     def reply(self, method) -> None:
         self.connection.send_method(self.number, method)
 
+    # -- what the consumer timeout sees (roles.TimedChannel) --------------------------
+
+    def unacked_tags(self) -> tuple[int, int] | None:
+        oldest = self.unacked.oldest_tag()
+        return None if oldest is None else (oldest, self.unacked.last_tag)
+
+    def fail(self, error: errors.ChannelError) -> None:
+        self.connection.close_channel(self, error)
+
+    # -- what queues see (roles.ConsumerChannel) --------------------------------------
+
     def can_send(self) -> bool:
-        return self.connection.writable and not self.closing
+        return self.connection.has_room() and not self.closing
 
     def can_take(self) -> bool:
         if self.prefetch_global and len(self.unacked) >= self.prefetch_global:
             return False
-        return self.connection.writable and not self.closing
+        return self.connection.has_room() and not self.closing
+
+    def deliver(self, consumer: Consumer, entry: Entry, delivery: Delivery | None, write: int):
+        tag = self.unacked.next_tag()
+        if delivery is not None:
+            self.unacked.track(tag, delivery)
+        # The delivery goes out only once the store knows it was delivered.
+        self.connection.hold_delivery_until(write)
+        message = entry.message
+        self.connection.send_content(
+            self.number,
+            frames.deliver_payload(
+                consumer.tag_ss,
+                tag,
+                entry.redelivered,
+                message.exchange_ss,
+                message.routing_key_ss,
+            ),
+            message,
+        )
+
+    def cancel_by_broker(self, consumer: Consumer) -> None:
+        """The consumer's queue went away: tell clients that understand basic.cancel."""
+        self.consumers.pop(consumer.tag, None)
+        if self.connection.client_capability("consumer_cancel_notify") and not self.closing:
+            self.reply(commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True))
+
+    # -- closing ----------------------------------------------------------------------
 
     def release(self) -> None:
         """The channel is closing: cancel its consumers, requeue what it had not acked."""
         self.closing = True
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
-        self._requeue(list(self.unacked.values()))
-        self.unacked.clear()
+        self._settle(self.unacked.take_all(), Queue.requeue)
 
-    def _requeue(self, deliveries: list[Delivery]) -> None:
-        by_queue: dict[Queue, list[Entry]] = {}
+    @staticmethod
+    def _settle(deliveries: list[Delivery], how) -> None:
+        """Give deliveries back to their queues, one call per queue: ``how`` is
+        ``Queue.ack``, ``Queue.reject`` or ``Queue.requeue``."""
+        if len(deliveries) == 1:
+            how(deliveries[0].queue, deliveries)
+            return
+        by_queue: dict[Queue, list[Delivery]] = {}
         for delivery in deliveries:
-            self._settled(delivery)
-            by_queue.setdefault(delivery.queue, []).append(delivery.entry)
-        for queue, entries in by_queue.items():
-            queue.requeue(entries)
-
-    def _settled(self, delivery: Delivery) -> None:
-        delivery.queue.unacked -= 1
-        if delivery.consumer is not None:
-            delivery.consumer.unacked -= 1
+            by_queue.setdefault(delivery.queue, []).append(delivery)
+        for queue, settled in by_queue.items():
+            how(queue, settled)
 
     def _queue_name(self, name: str) -> str:
         """An empty queue name means the last queue declared on this channel."""
         if name:
             return name
         if self.last_queue_name is None:
-            raise errors.ChannelError(errors.NOT_FOUND, "no previously declared queue")
+            raise wording.no_previous_queue()
         return self.last_queue_name
 
     def _queue(self, name: str) -> Queue:
@@ -152,7 +196,7 @@ class Channel:
 
     def on_flow(self, method: commands.Channel.Flow) -> None:
         if not method.active:
-            raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "active=false")
+            raise wording.not_implemented("active=false")
         self.reply(commands.Channel.FlowOk(active=True))
 
     # -- exchanges --------------------------------------------------------------------
@@ -161,19 +205,16 @@ class Channel:
         name = method.exchange
         if method.passive:
             if name == "":
-                raise _default_exchange_refused()
+                raise wording.default_exchange_refused()
             self.vhost.exchange(name)
         else:
             # In RabbitMQ's order: the type, the default exchange, then the reserved
             # prefix, which only matters for an exchange that does not exist yet.
             exchange_class(method.exchange_type)
             if name == "":
-                raise _default_exchange_refused()
+                raise wording.default_exchange_refused()
             if name.startswith("amq.") and name not in self.vhost.exchanges:
-                raise errors.ChannelError(
-                    errors.ACCESS_REFUSED,
-                    f"exchange name '{name}' contains reserved prefix 'amq.*'",
-                )
+                raise wording.reserved_prefix("exchange", name)
             self.vhost.declare_exchange(
                 name,
                 method.exchange_type,
@@ -188,12 +229,9 @@ class Channel:
     def on_exchange_delete(self, method: commands.Exchange.Delete) -> None:
         name = method.exchange
         if name == "":
-            raise _default_exchange_refused()
+            raise wording.default_exchange_refused()
         if name.startswith("amq."):
-            raise errors.ChannelError(
-                errors.ACCESS_REFUSED,
-                f"deletion of system exchange '{name}' in vhost '{self.vhost.name}' not allowed",
-            )
+            raise wording.system_exchange_deletion(name, self.vhost.name)
         self.vhost.delete_exchange(name, method.if_unused)
         if not method.nowait:
             self.reply(commands.Exchange.DeleteOk())
@@ -216,10 +254,7 @@ class Channel:
             if name == "":
                 name = generated_name("amq.gen-")
             elif name.startswith("amq."):
-                raise errors.ChannelError(
-                    errors.ACCESS_REFUSED,
-                    f"queue name '{name}' contains reserved prefix 'amq.*'",
-                )
+                raise wording.reserved_prefix("queue", name)
             queue = self.vhost.declare_queue(
                 name,
                 method.durable,
@@ -249,7 +284,7 @@ class Channel:
         if not method.queue and not routing_key:
             routing_key = queue_name
         if method.exchange == "":
-            raise _default_exchange_refused()
+            raise wording.default_exchange_refused()
         return queue_name, routing_key
 
     def on_queue_bind(self, method: commands.Queue.Bind) -> None:
@@ -278,7 +313,7 @@ class Channel:
     def _exchange_pair(self, method):
         """Source and destination of an exchange.bind/unbind (source checked first)."""
         if method.source == "" or method.destination == "":
-            raise _default_exchange_refused()
+            raise wording.default_exchange_refused()
         return self.vhost.exchange(method.source), self.vhost.exchange(method.destination)
 
     def on_exchange_bind(self, method: commands.Exchange.Bind) -> None:
@@ -289,7 +324,7 @@ class Channel:
 
     def on_exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
         if method.source == "" or method.destination == "":
-            raise _default_exchange_refused()
+            raise wording.default_exchange_refused()
         source = self.vhost.exchanges.get(method.source)
         destination = self.vhost.exchanges.get(method.destination)
         if source is not None and destination is not None:
@@ -308,11 +343,10 @@ class Channel:
         count = 0
         if queue is not None:
             self.vhost.check_exclusive(queue, self.connection)
-            where = f"queue '{name}' in vhost '{self.vhost.name}'"
             if method.if_unused and queue.consumers:
-                raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} in use")
+                raise wording.in_use("queue", name, self.vhost.name)
             if method.if_empty and queue.ready:
-                raise errors.ChannelError(errors.PRECONDITION_FAILED, f"{where} not empty")
+                raise wording.not_empty(name, self.vhost.name)
             count = queue.message_count
         # As RabbitMQ: delete-ok first, then the basic.cancel its consumers get.
         if not method.nowait:
@@ -324,9 +358,7 @@ class Channel:
 
     def on_basic_qos(self, method: commands.Basic.Qos) -> None:
         if method.prefetch_size:
-            raise errors.ConnectionError(
-                errors.NOT_IMPLEMENTED, f"prefetch_size!=0 ({method.prefetch_size})"
-            )
+            raise wording.not_implemented(f"prefetch_size!=0 ({method.prefetch_size})")
         if method.global_:
             self.prefetch_global = method.prefetch_count
         else:
@@ -342,15 +374,10 @@ class Channel:
             queue = self._queue(method.queue)
         tag = method.consumer_tag or generated_name("amq.ctag-")
         if tag in self.consumers:
-            raise errors.ConnectionError(
-                errors.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'"
-            )
+            raise wording.consumer_tag_reused(tag)
         priority = consumer_priority(queue.name, self.vhost.name, method.arguments)
         if queue.consumers and (method.exclusive or queue.has_exclusive_consumer()):
-            raise errors.ChannelError(
-                errors.ACCESS_REFUSED,
-                f"queue '{queue.name}' in vhost '{self.vhost.name}' in exclusive use",
-            )
+            raise wording.exclusive_use(queue.name, self.vhost.name)
         consumer = Consumer(
             tag,
             frames.short_str(tag),
@@ -370,14 +397,11 @@ class Channel:
         """Direct reply-to: consuming from the pseudo-queue gives the channel a private
         queue that replies are routed to by its name (never declared, never bound)."""
         if not method.no_ack:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED, "reply consumer cannot acknowledge"
-            )
+            raise wording.precondition("reply consumer cannot acknowledge")
         if self.reply_queue is not None:
-            raise errors.ChannelError(errors.PRECONDITION_FAILED, "reply consumer already set")
+            raise wording.precondition("reply consumer already set")
         name = generated_name(f"{REPLY_TO}.")
-        self.reply_queue = Queue(self.vhost, name, exclusive_owner=self.connection)
-        self.vhost.reply_queues[name] = self.reply_queue
+        self.reply_queue = self.vhost.add_reply_queue(name, self.connection)
         return self.reply_queue
 
     def _direct_reply_to(self, raw_properties: bytes) -> bytes:
@@ -387,9 +411,7 @@ class Channel:
         if decoded.reply_to != REPLY_TO:
             return raw_properties
         if self.reply_queue is None:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED, "fast reply consumer does not exist"
-            )
+            raise wording.precondition("fast reply consumer does not exist")
         decoded.reply_to = self.reply_queue.name
         return properties.encode(decoded)
 
@@ -397,7 +419,7 @@ class Channel:
         del self.consumers[consumer.tag]
         consumer.queue.remove_consumer(consumer)
         if consumer.queue is self.reply_queue:
-            del self.vhost.reply_queues[self.reply_queue.name]
+            self.vhost.remove_reply_queue(self.reply_queue)
             self.reply_queue = None
 
     def on_basic_cancel(self, method: commands.Basic.Cancel) -> None:
@@ -407,51 +429,17 @@ class Channel:
         if consumer is not None:
             self._remove_consumer(consumer)
 
-    def cancel_by_broker(self, consumer: Consumer) -> None:
-        """The consumer's queue went away: tell clients that understand basic.cancel."""
-        self.consumers.pop(consumer.tag, None)
-        if self.connection.client_capability("consumer_cancel_notify") and not self.closing:
-            self.reply(commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True))
-
-    def deliver(self, consumer: Consumer, entry: Entry) -> None:
-        self.delivery_tag += 1
-        tag = self.delivery_tag
-        message = entry.message
-        queue = consumer.queue
-        # The delivery goes out only once the store knows it was delivered.
-        self.connection.hold_delivery_until(queue.delivered(entry))
-        if consumer.no_ack:
-            queue.discard(entry)
-        else:
-            self.unacked[tag] = Delivery(entry, queue, consumer)
-            consumer.unacked += 1
-            queue.unacked += 1
-        self.connection.send_content(
-            self.number,
-            frames.deliver_payload(
-                consumer.tag_ss,
-                tag,
-                entry.redelivered,
-                message.exchange_ss,
-                message.routing_key_ss,
-            ),
-            message,
-        )
-
     def on_basic_get(self, method: commands.Basic.Get) -> None:
         queue = self._queue(method.queue)
-        entry = queue.take()
-        if entry is None:
+        got = queue.get(method.no_ack)
+        if got is None:
             self.reply(commands.Basic.GetEmpty())
             return
-        self.delivery_tag += 1
-        tag = self.delivery_tag
-        self.connection.hold_delivery_until(queue.delivered(entry))
-        if method.no_ack:
-            queue.discard(entry)
-        else:
-            self.unacked[tag] = Delivery(entry, queue, None)
-            queue.unacked += 1
+        entry, delivery, write = got
+        tag = self.unacked.next_tag()
+        if delivery is not None:
+            self.unacked.track(tag, delivery)
+        self.connection.hold_delivery_until(write)
         message = entry.message
         get_ok = frames.build(
             commands.Basic.GetOk,
@@ -465,51 +453,12 @@ class Channel:
 
     # -- basic: acknowledgements ------------------------------------------------------
 
-    def _take_deliveries(self, delivery_tag: int, multiple: bool) -> list[Delivery]:
-        unacked = self.unacked
-        if multiple and (delivery_tag == 0 or delivery_tag in unacked):
-            taken = []
-            while unacked:
-                tag = next(iter(unacked))
-                if delivery_tag and tag > delivery_tag:
-                    break
-                taken.append(unacked.popitem(last=False)[1])
-            return taken
-        if not multiple:
-            delivery = unacked.pop(delivery_tag, None)
-            if delivery is not None:
-                return [delivery]
-        raise errors.ChannelError(
-            errors.PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}"
-        )
-
     def on_basic_ack(self, method: commands.Basic.Ack) -> None:
         if self.tx is not None:
-            self._check_known(method.delivery_tag, method.multiple)
-            self.tx.append(method)
+            self.unacked.check_known(method.delivery_tag, method.multiple)
+            self.tx.settle(method)
             return
-        self._ack(method.delivery_tag, method.multiple)
-
-    def _ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._discard(self._take_deliveries(delivery_tag, multiple))
-
-    def _discard(self, deliveries: list[Delivery]) -> None:
-        """Deliveries settled for good (acked, or rejected without requeue)."""
-        queues: dict[Queue, None] = {}
-        for delivery in deliveries:
-            self._settled(delivery)
-            delivery.queue.discard(delivery.entry)
-            queues[delivery.queue] = None
-        for queue in queues:
-            queue.dispatch()
-
-    def _check_known(self, delivery_tag: int, multiple: bool) -> None:
-        if multiple and delivery_tag == 0:
-            return
-        if delivery_tag not in self.unacked:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}"
-            )
+        self._settle(self.unacked.take(method.delivery_tag, method.multiple), Queue.ack)
 
     def on_basic_nack(self, method: commands.Basic.Nack) -> None:
         self._reject(method, method.delivery_tag, method.multiple, method.requeue)
@@ -519,75 +468,55 @@ class Channel:
 
     def _reject(self, method, delivery_tag: int, multiple: bool, requeue: bool) -> None:
         if self.tx is not None:
-            self._check_known(delivery_tag, multiple)
-            self.tx.append(method)
+            self.unacked.check_known(delivery_tag, multiple)
+            self.tx.settle(method)
             return
-        deliveries = self._take_deliveries(delivery_tag, multiple)
-        if requeue:
-            self._requeue(deliveries)
-        else:
-            for delivery in deliveries:
-                delivery.queue.rejected(delivery.entry)  # dead-lettered, if it has a DLX
-            self._discard(deliveries)
+        deliveries = self.unacked.take(delivery_tag, multiple)
+        self._settle(deliveries, Queue.requeue if requeue else Queue.reject)
 
     def on_basic_recover(self, method) -> None:
         if not method.requeue:
-            raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "requeue=false")
+            raise wording.not_implemented("requeue=false")
         if isinstance(method, commands.Basic.Recover):
             self.reply(commands.Basic.RecoverOk())  # RabbitMQ answers before redelivering
-        deliveries = list(self.unacked.values())
-        self.unacked.clear()
-        self._requeue(deliveries)
+        self._settle(self.unacked.take_all(), Queue.requeue)
 
     # -- basic: publishing ------------------------------------------------------------
 
     def on_publish(self, method: commands.Basic.Publish, raw_properties: bytes, body: bytes):
         exchange = self.vhost.exchanges.get(method.exchange)
         if exchange is None:
-            raise errors.ChannelError(
-                errors.NOT_FOUND, f"no exchange '{method.exchange}' in vhost '{self.vhost.name}'"
-            )
+            raise wording.not_found("exchange", method.exchange, self.vhost.name)
         if exchange.internal:
-            raise errors.ChannelError(
-                errors.ACCESS_REFUSED,
-                f"cannot publish to internal exchange '{method.exchange}' in vhost "
-                f"'{self.vhost.name}'",
-            )
+            raise wording.internal_exchange(method.exchange, self.vhost.name)
         if method.immediate:
-            raise errors.ConnectionError(errors.NOT_IMPLEMENTED, "immediate=true")
-        limit = self.connection.broker.max_message_size
+            raise wording.not_implemented("immediate=true")
+        limit = self.connection.max_message_size
         if len(body) > limit:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED,
-                f"message size {len(body)} is larger than configured max size {limit}",
-            )
+            raise wording.message_too_large(len(body), limit)
         if _REPLY_TO_BYTES in raw_properties:
             raw_properties = self._direct_reply_to(raw_properties)
         message = Message(method.exchange, method.routing_key, raw_properties, body)
         if properties.has_user_id(raw_properties):
             user_id = message.properties.user_id
-            if user_id != self.connection.user.name:
-                raise errors.ChannelError(
-                    errors.PRECONDITION_FAILED,
-                    f"user_id property set to '{user_id}' but authenticated user was "
-                    f"'{self.connection.user.name}'",
-                )
+            if user_id != self.connection.user_name:
+                raise wording.user_id_mismatch(user_id, self.connection.user_name)
         if properties.has_expiration(raw_properties):
             message.ttl = parse_expiration(message.properties.expiration)
         if self.tx is not None:
-            self.tx.append((exchange, message, method.mandatory))
+            self.tx.publish(exchange, message, method.mandatory)
             return
+        write, refused = self._route(exchange, message, method.mandatory)
         # A confirm (or any later reply) waits until the message is on disk.
-        self._refused = False
-        self.connection.hold_output_until(self._route(exchange, message, method.mandatory))
-        if self.confirm:
-            self.publish_seq += 1
-            if self._refused:
-                self.nacked.append(self.publish_seq)
+        self.connection.hold_output_until(write)
+        if self.confirms is not None:
+            self.confirms.published(refused)
             self.connection.confirms_pending(self)
 
-    def _route(self, exchange, message: Message, mandatory: bool) -> int:
-        """Enqueue where the exchange routes; returns the store write to wait for."""
+    def _route(self, exchange: Exchange, message: Message, mandatory: bool) -> tuple[int, bool]:
+        """Enqueue where the exchange routes (returned to the publisher when unroutable
+        and mandatory); returns the store write to wait for (0: none) and whether a
+        queue refused the message."""
         queues = self.vhost.route(exchange, message)
         if not queues:
             if mandatory:
@@ -599,87 +528,67 @@ class Channel:
                     routing_key=message.routing_key,
                 )
                 self.connection.send_content(self.number, frames.encode_method(returned), message)
-            return 0
+            return 0, False
         write = 0
+        refused = False
         message = message.without_bcc()
         for queue in queues:
             queue_write = queue.enqueue(message)
-            if queue_write == REFUSED:
-                self._refused = True
+            if queue_write is None:
+                refused = True
             elif queue_write > write:
                 write = queue_write
-        return write
+        return write, refused
 
     def send_confirms(self) -> None:
-        """Confirm every publish routed since the last call: one basic.ack, or, when a
-        queue refused some, a basic.ack or basic.nack per run of alike outcomes (with
-        ``multiple`` when the run is longer than one)."""
-        seq = self.publish_seq
-        if seq <= self.confirmed_seq or self.closing:
+        """Confirm every publish routed since the last call (``Confirms.due``)."""
+        if self.confirms is None or self.closing:
             return
-        if self.nacked:
-            self._send_mixed_confirms(seq)
-            return
-        multiple = seq - self.confirmed_seq > 1
-        self.confirmed_seq = seq
-        self.reply(commands.Basic.Ack(delivery_tag=seq, multiple=multiple))
-
-    def _send_mixed_confirms(self, seq: int) -> None:
-        nacked = set(self.nacked)
-        first = self.confirmed_seq + 1
-        while first <= seq:
-            refused = first in nacked
-            last = first
-            while last < seq and ((last + 1) in nacked) == refused:
-                last += 1
-            kind = commands.Basic.Nack if refused else commands.Basic.Ack
-            self.reply(kind(delivery_tag=last, multiple=last > first))
-            first = last + 1
-        self.nacked.clear()
-        self.confirmed_seq = seq
+        for acked, tag, multiple in self.confirms.due():
+            kind = commands.Basic.Ack if acked else commands.Basic.Nack
+            self.reply(kind(delivery_tag=tag, multiple=multiple))
 
     # -- confirm and tx ---------------------------------------------------------------
 
     def on_confirm_select(self, method: commands.Confirm.Select) -> None:
         if self.tx is not None:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED, "cannot switch from tx to confirm mode"
-            )
-        self.confirm = True
+            raise wording.precondition("cannot switch from tx to confirm mode")
+        if self.confirms is None:
+            self.confirms = Confirms()
         if not method.nowait:
             self.reply(commands.Confirm.SelectOk())
 
     def on_tx_select(self, method: commands.Tx.Select) -> None:
-        if self.confirm:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED, "cannot switch from confirm to tx mode"
-            )
+        if self.confirms is not None:
+            raise wording.precondition("cannot switch from confirm to tx mode")
         if self.tx is None:
-            self.tx = []
+            self.tx = Transaction()
         self.reply(commands.Tx.SelectOk())
 
-    def _require_tx(self) -> list:
+    def _require_tx(self) -> Transaction:
         if self.tx is None:
-            raise errors.ChannelError(errors.PRECONDITION_FAILED, "channel is not transactional")
+            raise wording.precondition("channel is not transactional")
         return self.tx
 
     def on_tx_commit(self, method: commands.Tx.Commit) -> None:
-        pending = self._require_tx()
+        tx = self._require_tx()
+        pending = tx.commit()
         self.tx = None  # apply for real, then back to tx mode
         try:
             for item in pending:
-                if isinstance(item, tuple):
-                    self.connection.hold_output_until(self._route(*item))
+                if isinstance(item, Publish):
+                    write, _ = self._route(item.exchange, item.message, item.mandatory)
+                    self.connection.hold_output_until(write)
                 elif isinstance(item, commands.Basic.Ack):
-                    self._ack(item.delivery_tag, item.multiple)
+                    self.on_basic_ack(item)
                 elif isinstance(item, commands.Basic.Nack):
-                    self._reject(item, item.delivery_tag, item.multiple, item.requeue)
+                    self.on_basic_nack(item)
                 else:
-                    self._reject(item, item.delivery_tag, False, item.requeue)
+                    self.on_basic_reject(item)
         finally:
-            self.tx = []
+            self.tx = tx
         self.reply(commands.Tx.CommitOk())
 
     def on_tx_rollback(self, method: commands.Tx.Rollback) -> None:
-        self._require_tx().clear()
+        self._require_tx().rollback()
         self.reply(commands.Tx.RollbackOk())

@@ -8,12 +8,11 @@ refused as RabbitMQ refuses a queue type it does not know.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import re
 from typing import Any
 
-from xivo_bus.amqp import errors
+from xivo_bus.broker.model import wording
+from xivo_bus.broker.model.wording import Quoted, type_name
 
 # RabbitMQ's ceiling on TTLs and expiries (ten years, in milliseconds).
 MAX_EXPIRY = 315_360_000_000
@@ -22,75 +21,13 @@ OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 DLX = "x-dead-letter-exchange"
 
 
-def type_name(value: Any) -> str:
-    """The AMQP field type RabbitMQ names in its texts, guessed from the decoded value
-    (clients choose integer widths; pika sends 32-bit signed ints when they fit)."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str):
-        return "longstr"
-    if isinstance(value, (bytes, bytearray)):
-        return "binary"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, decimal.Decimal):
-        return "decimal"
-    if isinstance(value, datetime.datetime):
-        return "timestamp"
-    return "void"
-
-
-def erlang_term(value: Any) -> str:
-    """A Python stand-in for an Erlang term, printed as ``~p`` prints it (flat)."""
-    if isinstance(value, tuple):
-        return "{" + ",".join(erlang_term(v) for v in value) + "}"
-    if isinstance(value, str):
-        return value  # atoms
-    if isinstance(value, _Quoted):
-        return '"' + value.text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return str(value)
-
-
-class _Quoted:
-    """An Erlang string (printed with double quotes)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-
-def pretty(prefix: str, term: Any, width: int = 80) -> str:
-    """``prefix`` then ``term`` as Erlang's ``~p`` lays it out: a tuple that does not
-    fit on the line breaks after its first element, aligned under it."""
-    flat = erlang_term(term)
-    if not isinstance(term, tuple) or len(prefix) + len(flat) <= width:
-        return prefix + flat
-    indent = "\n" + " " * (len(prefix) + 1)
-    return (
-        prefix
-        + "{"
-        + erlang_term(term[0])
-        + ","
-        + indent
-        + ",".join(erlang_term(v) for v in term[1:])
-        + "}"
-    )
-
-
 # -- validators: each returns None or RabbitMQ's error term -------------------------------
 
 
 def _int(value: Any, _arguments: dict):
     if isinstance(value, int) and not isinstance(value, bool):
         return None
-    return _Quoted(f"expected integer, got {type_name(value)}")
+    return Quoted(f"expected integer, got {type_name(value)}")
 
 
 def _non_neg_int(value: Any, arguments: dict):
@@ -155,7 +92,7 @@ def _dlx_routing_key(value: Any, arguments: dict):
 def _queue_version(value: Any, arguments: dict):
     error = _non_neg_int(value, arguments)
     if error is None and value not in (1, 2):
-        return _Quoted(f"unsupported queue version '{value}'")
+        return Quoted(f"unsupported queue version '{value}'")
     return error
 
 
@@ -171,40 +108,48 @@ def _max_age(value: Any, _arguments: dict):
 
 QUEUE_TYPES = ("classic", "quorum", "stream")
 
-# In RabbitMQ's order (rabbit_amqqueue:declare_args/0); x-dead-letter-exchange's type is
-# checked before all of them, by the channel.
-VALIDATORS = (
-    ("x-expires", _expires),
-    ("x-message-ttl", _message_ttl),
-    ("x-dead-letter-exchange", lambda value, arguments: None),
-    ("x-dead-letter-routing-key", _dlx_routing_key),
+# Every queue argument RabbitMQ 3.10 knows, in its order (rabbit_amqqueue:declare_args/0):
+# the validator (None: checked elsewhere, or not at all) and whether a redeclaration must
+# repeat it (equivalence). x-dead-letter-exchange's type is checked before all of them.
+QUEUE_ARGUMENTS: tuple[tuple[str, Any, bool], ...] = (
+    ("x-expires", _expires, True),
+    ("x-message-ttl", _message_ttl, True),
+    (DLX, None, True),
+    ("x-dead-letter-routing-key", _dlx_routing_key, True),
     (
         "x-dead-letter-strategy",
         _one_of(("at-most-once", "at-least-once"), lambda value: "invalid_dlx_strategy"),
+        False,
     ),
-    ("x-max-length", _non_neg_int),
-    ("x-max-length-bytes", _non_neg_int),
-    ("x-max-in-memory-length", _non_neg_int),
-    ("x-max-in-memory-bytes", _non_neg_int),
-    ("x-max-priority", _max_priority),
-    ("x-overflow", _one_of(OVERFLOW_MODES, lambda value: "invalid_overflow")),
+    ("x-max-length", _non_neg_int, True),
+    ("x-max-length-bytes", _non_neg_int, True),
+    ("x-max-in-memory-length", _non_neg_int, True),
+    ("x-max-in-memory-bytes", _non_neg_int, True),
+    ("x-max-priority", _max_priority, True),
+    ("x-overflow", _one_of(OVERFLOW_MODES, lambda value: "invalid_overflow"), True),
     (
         "x-queue-mode",
-        _one_of(("default", "lazy"), lambda value: _Quoted(f"unsupported queue mode '{value}'")),
+        _one_of(("default", "lazy"), lambda value: Quoted(f"unsupported queue mode '{value}'")),
+        True,
     ),
-    ("x-queue-version", _queue_version),
-    ("x-single-active-consumer", _bool),
-    ("x-queue-type", None),  # checked first, on its own
-    ("x-quorum-initial-group-size", _non_zero_size),
-    ("x-max-age", _max_age),
-    ("x-stream-max-segment-size-bytes", _non_neg_int),
-    ("x-initial-cluster-size", _non_zero_size),
+    ("x-queue-version", _queue_version, False),
+    ("x-single-active-consumer", _bool, True),
+    ("x-queue-type", None, True),  # validated first, on its own
+    ("x-quorum-initial-group-size", _non_zero_size, True),
+    ("x-max-age", _max_age, True),
+    ("x-stream-max-segment-size-bytes", _non_neg_int, False),
+    ("x-initial-cluster-size", _non_zero_size, True),
     (
         "x-queue-leader-locator",
         _one_of(("client-local", "balanced"), lambda value: "invalid_queue_locator_arg"),
+        True,
     ),
-    ("x-delivery-limit", _non_neg_int),
+    ("x-delivery-limit", _non_neg_int, True),
+    ("x-queue-master-locator", None, True),
 )
+# What a redeclaration must repeat; for exchanges RabbitMQ compares only this one.
+QUEUE_EQUIVALENCE = tuple(key for key, _, equivalent in QUEUE_ARGUMENTS if equivalent)
+EXCHANGE_EQUIVALENCE = ("alternate-exchange",)
 
 # The arguments each queue type knows (RabbitMQ 3.10); another type's are refused.
 TYPE_ARGUMENTS = {
@@ -257,62 +202,72 @@ _TYPE_MODULES = {
 }
 
 
-def _failed(text: str) -> errors.ChannelError:
-    return errors.ChannelError(errors.PRECONDITION_FAILED, text)
-
-
 def check_queue_declare(
     name: str, vhost: str, arguments: dict, durable: bool, exclusive: bool, auto_delete: bool
 ) -> None:
     """Refuse a queue.declare whose arguments or properties RabbitMQ would refuse."""
-    where = f"queue '{name}' in vhost '{vhost}'"
     if DLX in arguments and not isinstance(arguments[DLX], str):
-        raise _failed(f"invalid type '{type_name(arguments[DLX])}' for arg '{DLX}' in {where}")
+        raise wording.invalid_argument_type(DLX, arguments[DLX], name, vhost)
 
     def check(key: str, validator) -> None:
         if key in arguments:
             error = validator(arguments[key], arguments)
             if error is not None:
-                raise _failed(pretty(f"invalid arg '{key}' for {where}: ", error, 255))
+                raise wording.invalid_argument(key, name, vhost, error)
 
     queue_type = arguments.get("x-queue-type", "classic")
     check("x-queue-type", _one_of(QUEUE_TYPES, _unsupported_type))
     known = TYPE_ARGUMENTS[queue_type]
-    for key, validator in VALIDATORS:
+    for key, validator, _ in QUEUE_ARGUMENTS:
         if validator is not None and key in known:
             check(key, validator)
     for key in arguments:
         if key in _ALL_TYPE_ARGUMENTS and key not in known:
-            raise _failed(
-                f"invalid arg '{key}' for {where} of queue type {_TYPE_MODULES[queue_type]}"
-            )
+            raise wording.argument_of_other_type(key, name, vhost, _TYPE_MODULES[queue_type])
     if queue_type == "classic":
         return
     for refused, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner")):
         if refused:
-            raise _failed(f"invalid property '{prop}' for {where}")
+            raise wording.invalid_property(prop, name, vhost)
     if not durable:
-        raise _failed(f"invalid property 'non-durable' for {where}")
+        raise wording.invalid_property("non-durable", name, vhost)
     # This broker has classic queues only: refused as RabbitMQ refuses an unknown type.
-    raise _failed(
-        f"invalid arg 'x-queue-type' for {where}: " + erlang_term(_unsupported_type(queue_type))
-    )
+    raise wording.invalid_argument("x-queue-type", name, vhost, _unsupported_type(queue_type))
 
 
-def _unsupported_type(value: str) -> _Quoted:
-    return _Quoted(f"unsupported queue type '{value}'")
+def check_equivalent(
+    kind: str,
+    name: str,
+    vhost: str,
+    received: dict[str, Any],
+    current: dict[str, Any],
+    arguments: tuple[dict, dict],
+) -> None:
+    """A redeclaration must repeat the declaration: the properties in ``received`` /
+    ``current`` (in order: type, durable, auto_delete...), then the arguments RabbitMQ
+    compares for that kind (``arguments`` is (received, current))."""
+    for prop, got in received.items():
+        if got != current[prop]:
+            raise wording.inequivalent(kind, name, vhost, prop, got, current[prop])
+    got_args, current_args = arguments
+    for key in QUEUE_EQUIVALENCE if kind == "queue" else EXCHANGE_EQUIVALENCE:
+        if got_args.get(key) != current_args.get(key):
+            raise wording.inequivalent_argument(kind, name, vhost, key, got_args, current_args)
+
+
+def _unsupported_type(value: str) -> Quoted:
+    return Quoted(f"unsupported queue type '{value}'")
 
 
 def consumer_priority(queue: str, vhost: str, arguments: dict | None) -> int:
     """The ``x-priority`` of a basic.consume (0 without one), validated as RabbitMQ does."""
     if not arguments:
         return 0
-    where = f"queue '{queue}' in vhost '{vhost}'"
     for key, validator in (("x-priority", _int), ("x-cancel-on-ha-failover", _bool)):
         if key in arguments:
             error = validator(arguments[key], arguments)
             if error is not None:
-                raise _failed(pretty(f"invalid arg '{key}' for {where}: ", error, 255))
+                raise wording.invalid_argument(key, queue, vhost, error)
     return arguments.get("x-priority", 0)
 
 
@@ -324,13 +279,13 @@ def parse_expiration(value: Any) -> int:
     if match is None:
         error: Any = "no_integer"
     elif match.end() != len(text):
-        error = ("leftover_string", _Quoted(text[match.end() :]))
+        error = ("leftover_string", Quoted(text[match.end() :]))
     else:
         ttl = int(match.group())
         error = _expiry(ttl)
         if error is None:
             return ttl
-    raise _failed(pretty(f"invalid expiration '{text}': ", error))
+    raise wording.invalid_expiration(text, error)
 
 
 class QueueSettings:

@@ -1,8 +1,9 @@
-"""One client connection: handshake, tune, heartbeats, channel multiplexing, write buffering.
+"""One client connection: the handshake (``state``), channel multiplexing, heartbeats,
+and the one place where an AMQP error becomes ``channel.close`` or ``connection.close``.
 
-This is the only place where an AMQP error becomes ``channel.close`` or
-``connection.close``. Built on ``asyncio.Protocol``: ``data_received`` feeds the sans-I/O
-frame reader, replies and deliveries are buffered and written once per loop iteration.
+Built on ``asyncio.Protocol``: ``data_received`` feeds the sans-I/O frame reader and hands
+each frame to the connection (channel 0) or to its channel; what goes out, and when the
+client is read, is the ``Output``'s business.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-from typing import TYPE_CHECKING
 
 from pamqp import commands
 
 from xivo_bus import __version__
 from xivo_bus.amqp import errors, frames
-from xivo_bus.broker.auth import MECHANISMS, AuthenticationFailed
-from xivo_bus.broker.channel import Channel
-
-if TYPE_CHECKING:
-    from xivo_bus.broker.message import Message
-    from xivo_bus.broker.server import Broker
+from xivo_bus.broker.auth import MECHANISMS, AuthenticationFailed, User
+from xivo_bus.broker.model import wording
+from xivo_bus.broker.model.message import Message
+from xivo_bus.broker.model.queue import Queue
+from xivo_bus.broker.model.vhost import VHost
+from xivo_bus.broker.session.channel import Channel
+from xivo_bus.broker.session.output import ALARM, SHUTDOWN, Output
+from xivo_bus.broker.session.server_state import ServerState
+from xivo_bus.broker.session.state import ConnectionState, Event, State
 
 log = logging.getLogger("xivo_bus.broker")
 
@@ -30,11 +33,6 @@ FRAME_MAX = 131072
 HEARTBEAT = 60
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 1.0
-# A client stops being read while this many of its store writes wait for the disk.
-MAX_UNCOMMITTED = 20_000
-# Deliveries stop being handed to a connection whose unsent output exceeds this; they
-# resume when the socket drains (RabbitMQ's credit flow plays the same part).
-OUTPUT_LIMIT = 1 << 20
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -61,75 +59,57 @@ def server_properties() -> dict:
     }
 
 
-# RabbitMQ's names for the handshake states, used in its error texts.
-_STATE_NAMES = {"start": "starting", "secure": "securing", "tune": "tuning", "open": "opening"}
-
-
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker):
-        self.broker = broker
+    def __init__(self, server: ServerState):
+        self.server = server
         self.loop = asyncio.get_running_loop()
         self.reader = frames.FrameReader()
-        self.state = "header"  # header, start, secure, tune, open, running, closing, closed
+        self.state = ConnectionState()
+        self.output = Output(self.loop, server.store, self._resume_deliveries)
         self.channels: dict[int, Channel] = {}
-        self.exclusive_queues: list = []
+        self.exclusive_queues: list[Queue] = []
         self.client_properties: dict = {}
-        self.vhost = None
-        self.user = None
+        self.vhost: VHost | None = None
+        self.user: User | None = None
         self.channel_max = CHANNEL_MAX
         self.frame_max = FRAME_MAX
         self.heartbeat = 0
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._flush_handle: asyncio.Handle | None = None
-        self._paused = False
-        self._starved = False
+        self.peer_host: str | None = None
         self._confirming: dict[Channel, None] = {}
-        self._barrier = 0  # store write that must be on disk before more output
-        self._delivery_barrier = 0  # the same, for delivery marks
-        self._reading_paused = False
-        self._blocked = False  # not read while a resource alarm is on
         self._timer: asyncio.TimerHandle | None = None
-        self._last_recv = self._last_send = self.loop.time()
+        self._last_recv = self.loop.time()
 
     # -- transport events -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.transport = transport
+        self.transport = self.output.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer_host = peer[0] if peer else None
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "unix"
-        self.broker.connections.add(self)
+        self.server.connections.add(self)
         self._timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state != "closed":
+        if not self.state.closed:
             log.info("connection %s lost%s", self.peer, f": {exc}" if exc else "")
         self._teardown()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self.output.pause_writing()
 
     def resume_writing(self) -> None:
-        self._paused = False
-        self._resume_deliveries()
-
-    @property
-    def writable(self) -> bool:
-        if self._paused or self._out_size > OUTPUT_LIMIT:
-            self._starved = True
-            return False
-        return True
+        self.output.resume_writing()
 
     def data_received(self, data: bytes) -> None:
         self._last_recv = self.loop.time()
-        if self.state == "closed":
+        state = self.state
+        if state.closed:
             return
         reader = self.reader
         reader.feed(data)
-        while self.state != "closed":
+        while state.state is not State.CLOSED:
             try:
                 event = reader.next_event()
             except errors.ConnectionError as error:
@@ -148,85 +128,38 @@ class Connection(asyncio.Protocol):
             for channel in self._confirming:
                 channel.send_confirms()
             self._confirming.clear()
-        store = self.broker.store
-        if (
-            store is not None
-            and self._barrier - store.committed > MAX_UNCOMMITTED
-            and self.state == "running"
-        ):
-            # The disk is behind: stop reading this client until it catches up.
-            self._reading_paused = True
-            self.transport.pause_reading()
-            store.notify(self)
+        if state.state is State.RUNNING:
+            self.output.throttle()  # the disk may be behind this client's writes
 
-    # -- output -----------------------------------------------------------------------
+    # -- what channels need (session.channel.ChannelConnection) -----------------------
 
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+    @property
+    def user_name(self) -> str:
+        return self.user.name
+
+    @property
+    def max_message_size(self) -> int:
+        return self.server.max_message_size
 
     def send_method(self, channel: int, method) -> None:
-        self.write(frames.method_frame(channel, method))
+        self.output.write(frames.method_frame(channel, method))
 
     def send_content(self, channel: int, method_payload: bytes, message: Message) -> None:
-        out = frames.content_frames(
-            channel, method_payload, message.raw_properties, message.body, self.frame_max
+        self.output.write_frames(
+            frames.content_frames(
+                channel, method_payload, message.raw_properties, message.body, self.frame_max
+            ),
+            len(message.body) + 64,
         )
-        self._out += out
-        self._out_size += len(message.body) + 64
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def has_room(self) -> bool:
+        return self.output.has_room()
 
     def hold_output_until(self, write: int) -> None:
-        """Send nothing more until store write ``write`` (a message) is on disk: what
-        follows includes its confirm. 0: no wait."""
-        if write > self._barrier:
-            self._barrier = write
+        self.output.hold_output_until(write)
 
     def hold_delivery_until(self, write: int) -> None:
-        """Send nothing more until store write ``write`` (a delivery mark) is on disk,
-        unless the store is failing: consumers then go on (as under RabbitMQ's disk
-        alarm), at the risk of a crash re-delivering without the flag."""
-        if write > self._delivery_barrier:
-            self._delivery_barrier = write
-
-    def store_committed(self) -> None:
-        """The store committed writes: send what waited for them, read again."""
-        if self._out and self._flush_handle is None:
-            self._flush()
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            if not self._blocked:
-                self.transport.resume_reading()
-
-    def _flush(self, force: bool = False) -> None:
-        self._flush_handle = None
-        store = self.broker.store
-        if (
-            not force
-            and store is not None
-            and (
-                self._barrier > store.committed
-                or (self._delivery_barrier > store.committed and store.failed is None)
-            )
-        ):
-            store.notify(self)  # the output waits for the disk
-            return
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(self._out)
-            self._last_send = self.loop.time()
-        self._out = []
-        self._out_size = 0
-        if self._starved and not self._paused:
-            self._resume_deliveries()
-
-    def _resume_deliveries(self) -> None:
-        self._starved = False
-        for channel in list(self.channels.values()):
-            for consumer in list(channel.consumers.values()):
-                consumer.queue.dispatch()
+        self.output.hold_delivery_until(write)
 
     def confirms_pending(self, channel: Channel) -> None:
         self._confirming[channel] = None
@@ -235,44 +168,72 @@ class Connection(asyncio.Protocol):
         capabilities = self.client_properties.get("capabilities") or {}
         return bool(capabilities.get(name))
 
+    def close_channel(self, channel: Channel, error: errors.ChannelError) -> None:
+        """Close one channel with an error (``channel.close``); the rest go on."""
+        log.info("channel %s on %s closed: %s", channel.number, self.peer, error)
+        channel.release()
+        self.send_method(
+            channel.number,
+            commands.Channel.Close(
+                reply_code=error.reply_code,
+                reply_text=error.reply_text,
+                class_id=error.class_id,
+                method_id=error.method_id,
+            ),
+        )
+
+    # -- what the vhost needs (roles.QueueOwner) --------------------------------------
+
+    def exclusive_queue_declared(self, queue: Queue) -> None:
+        self.exclusive_queues.append(queue)
+
+    def exclusive_queue_deleted(self, queue: Queue) -> None:
+        try:
+            self.exclusive_queues.remove(queue)
+        except ValueError:
+            pass
+
+    def _resume_deliveries(self) -> None:
+        """The output drained: queues may hand this connection's consumers more."""
+        for channel in list(self.channels.values()):
+            for consumer in list(channel.consumers.values()):
+                consumer.queue.dispatch()
+
     # -- frames -----------------------------------------------------------------------
 
     def _handle(self, event: frames.Event) -> None:
         if isinstance(event, frames.ContentFrame):
             channel = self.channels.get(event.channel)
             if channel is None:
-                raise errors.ConnectionError(
-                    errors.CHANNEL_ERROR, "expected 'channel.open'", 60, 40
-                )
-            if channel.closing or self.state != "running":
+                raise wording.channel_expected(60, 40)
+            if channel.closing or self.state.state is not State.RUNNING:
                 return
             try:
                 channel.on_publish(event.method, event.properties, event.body)
-                if self.broker.alarms.reason is not None and not self._blocked:
-                    self._block(self.broker.alarms.reason)
+                reason = self.server.alarms.reason
+                if reason is not None and not self.output.paused_for(ALARM):
+                    self._block(reason)
             except errors.ChannelError as error:
                 error.class_id, error.method_id = 60, 40
-                self._close_channel(channel, error)
+                self.close_channel(channel, error)
             except errors.ConnectionError as error:
                 error.class_id, error.method_id = 60, 40
                 self._fail(error)
         elif isinstance(event, frames.MethodFrame):
             if event.channel == 0:
                 self._connection_method(event.method)
-            elif self.state == "running":
+            elif self.state.state is State.RUNNING:
                 self._channel_method(event.channel, event.method)
-            elif self.state != "closing":
+            elif self.state.state is not State.CLOSING:
                 octets = frames.erlang_binary(frames.encode_method(event.method))
-                raise errors.ConnectionError(
-                    errors.UNEXPECTED_FRAME, f"type 1, all octets = {octets}"
-                )
+                raise wording.unexpected_frame(octets)
         elif isinstance(event, frames.ProtocolHeader):
             if not event.valid:
-                self.write(frames.PROTOCOL_HEADER)
-                self._flush(force=True)
+                self.output.write(frames.PROTOCOL_HEADER)
+                self.output.flush(force=True)
                 self._close_transport()
                 return
-            self.state = "start"
+            self.state.advance(Event.HEADER)
             self.send_method(
                 0,
                 commands.Connection.Start(
@@ -284,32 +245,27 @@ class Connection(asyncio.Protocol):
         # heartbeats only refresh _last_recv
 
     def _connection_method(self, method) -> None:
-        state = self.state
+        state = self.state.state
         if isinstance(method, commands.Connection.Close):
             self.send_method(0, commands.Connection.CloseOk())
-            self._flush(force=True)
-            self._teardown()
+            self.output.flush(force=True)
             self._close_transport()
             return
         if isinstance(method, commands.Connection.CloseOk):
-            if state == "closing":
-                self._teardown()
+            if state is State.CLOSING:
                 self._close_transport()
             return
-        if state == "closing":
+        if state is State.CLOSING:
             return
-        if state == "start" and isinstance(method, commands.Connection.StartOk):
+        event = self.state.expects(method)
+        if event is Event.START_OK:
             self._start_ok(method)
-        elif state == "tune" and isinstance(method, commands.Connection.TuneOk):
+        elif event is Event.TUNE_OK:
             self._tune_ok(method)
-        elif state == "open" and isinstance(method, commands.Connection.Open):
+        elif event is Event.OPEN:
             self._open(method)
         elif not isinstance(method, (commands.Connection.StartOk, commands.Connection.SecureOk)):
-            raise errors.ConnectionError(
-                errors.CHANNEL_ERROR,
-                f"unexpected method in connection state {_STATE_NAMES.get(state, state)}",
-                *frames.method_ids(method),
-            )
+            raise wording.unexpected_in_state(state.value, *frames.method_ids(method))
 
     def _start_ok(self, method: commands.Connection.StartOk) -> None:
         self.client_properties = method.client_properties or {}
@@ -318,21 +274,16 @@ class Connection(asyncio.Protocol):
             response = response.encode("utf-8")
         mechanism = method.mechanism
         try:
-            self.user = self.broker.users.authenticate(mechanism, response, self.peer_host)
+            self.user = self.server.users.authenticate(mechanism, response, self.peer_host)
         except AuthenticationFailed as failure:
             log.warning("connection %s: login refused: %s", self.peer, failure.reason)
             # Like RabbitMQ: a refused login is explained to clients that asked for it;
             # an unknown mechanism or a malformed response only gets the socket closed.
             if not failure.refused or not self.client_capability("authentication_failure_close"):
-                self.state = "closed"
                 self._close_transport()
                 return
-            raise errors.ConnectionError(
-                errors.ACCESS_REFUSED,
-                f"Login was refused using authentication mechanism {mechanism}. "
-                "For details see the broker logfile.",
-            ) from None
-        self.state = "tune"
+            raise wording.login_refused(mechanism) from None
+        self.state.advance(Event.START_OK)
         self.send_method(
             0,
             commands.Connection.Tune(
@@ -343,39 +294,24 @@ class Connection(asyncio.Protocol):
     def _tune_ok(self, method: commands.Connection.TuneOk) -> None:
         frame_max = method.frame_max or FRAME_MAX
         if frame_max < frames.FRAME_MIN_SIZE:
-            raise errors.ConnectionError(
-                errors.NOT_ALLOWED,
-                f"frame_max={frame_max} < {frames.FRAME_MIN_SIZE} min size",
-                10,
-                31,
-            )
+            raise wording.frame_max_too_small(frame_max, frames.FRAME_MIN_SIZE)
         if frame_max > FRAME_MAX:
-            raise errors.ConnectionError(
-                errors.NOT_ALLOWED, f"frame_max={frame_max} > {FRAME_MAX} max size", 10, 31
-            )
+            raise wording.frame_max_too_large(frame_max, FRAME_MAX)
         channel_max = method.channel_max or CHANNEL_MAX
         if channel_max > CHANNEL_MAX:
-            raise errors.ConnectionError(
-                errors.NOT_ALLOWED,
-                f"negotiated channel_max = {channel_max} is higher than the maximum allowed "
-                f"value ({CHANNEL_MAX})",
-                10,
-                31,
-            )
+            raise wording.channel_max_too_large(channel_max, CHANNEL_MAX)
         self.channel_max = channel_max
         self.frame_max = frame_max
         self.reader.frame_max = frame_max
         self.heartbeat = method.heartbeat
-        self.state = "open"
+        self.state.advance(Event.TUNE_OK)
 
     def _open(self, method: commands.Connection.Open) -> None:
-        vhost = self.broker.vhosts.get(method.virtual_host)
+        vhost = self.server.vhosts.get(method.virtual_host)
         if vhost is None or method.virtual_host not in self.user.vhosts:
-            raise errors.ConnectionError(
-                errors.NOT_ALLOWED, f"vhost {method.virtual_host} not found", 10, 40
-            )
+            raise wording.vhost_not_found(method.virtual_host)
         self.vhost = vhost
-        self.state = "running"
+        self.state.advance(Event.OPEN)
         self._cancel_timer()
         if self.heartbeat:
             self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
@@ -388,17 +324,11 @@ class Connection(asyncio.Protocol):
             if isinstance(method, commands.Channel.Open):
                 # RabbitMQ limits how many channels are open, not their numbers.
                 if len(self.channels) >= self.channel_max:
-                    raise errors.ConnectionError(
-                        errors.NOT_ALLOWED,
-                        f"number of channels opened ({len(self.channels)}) has reached the "
-                        f"negotiated channel_max ({self.channel_max})",
-                    )
+                    raise wording.too_many_channels(len(self.channels), self.channel_max)
                 self.channels[number] = Channel(self, number)
                 self.send_method(number, frames.build(commands.Channel.OpenOk, channel_id=""))
                 return
-            raise errors.ConnectionError(
-                errors.CHANNEL_ERROR, "expected 'channel.open'", *frames.method_ids(method)
-            )
+            raise wording.channel_expected(*frames.method_ids(method))
         if channel.closing:
             # After we sent channel.close, everything but close-ok (or a crossing
             # channel.close) is ignored, as the spec says.
@@ -413,13 +343,13 @@ class Connection(asyncio.Protocol):
             self.send_method(number, commands.Channel.CloseOk())
             return
         if isinstance(method, commands.Channel.Open):
-            raise errors.ConnectionError(errors.CHANNEL_ERROR, "second 'channel.open' seen", 20, 10)
+            raise wording.second_channel_open()
         try:
             channel.handle(method)
         except errors.ChannelError as error:
             if not error.class_id:
                 error.class_id, error.method_id = frames.method_ids(method)
-            self._close_channel(channel, error)
+            self.close_channel(channel, error)
         except errors.ConnectionError as error:
             if not error.class_id:
                 error.class_id, error.method_id = frames.method_ids(method)
@@ -427,37 +357,24 @@ class Connection(asyncio.Protocol):
 
     # -- closing ----------------------------------------------------------------------
 
-    def _close_channel(self, channel: Channel, error: errors.ChannelError) -> None:
-        log.info("channel %s on %s closed: %s", channel.number, self.peer, error)
-        channel.release()
-        self.send_method(
-            channel.number,
-            commands.Channel.Close(
-                reply_code=error.reply_code,
-                reply_text=error.reply_text,
-                class_id=error.class_id,
-                method_id=error.method_id,
-            ),
-        )
-
     def _fail(self, error: errors.ConnectionError, framing: bool = False) -> None:
         """Close the connection with an error. After a framing error the byte stream
         cannot be trusted, so the socket closes as soon as the close is written."""
-        if self.state in ("closing", "closed"):
+        if self.state.ending:
             self._close_transport()
             return
         log.info("connection %s closed: %s", self.peer, error)
         self.close(error.reply_code, error.reply_text, error.class_id, error.method_id)
         if framing:
-            self._flush(force=True)
+            self.output.flush(force=True)
             self._close_transport()
 
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
         """Send connection.close, release everything, and await close-ok briefly."""
-        if self.state in ("closing", "closed"):
+        if self.state.ending:
             return
         self._release()
-        self.state = "closing"
+        self.state.advance(Event.CLOSE_SENT)
         self.send_method(
             0,
             commands.Connection.Close(
@@ -473,20 +390,20 @@ class Connection(asyncio.Protocol):
         self.channels.clear()
         self._confirming.clear()
         for queue in list(self.exclusive_queues):
-            queue.vhost.delete_queue(queue)
+            queue.host.delete_queue(queue)
 
     def _teardown(self) -> None:
-        if self.state != "closed":
+        if not self.state.closed:
             self._release()
-            self.state = "closed"
+            self.state.advance(Event.CLOSED)
         self._cancel_timer()
-        self.broker.connections.discard(self)
+        self.server.connections.discard(self)
 
     def _close_transport(self) -> None:
         self._teardown()
         if self.transport is not None and not self.transport.is_closing():
-            if self._out:
-                self._flush(force=True)
+            if self.output.pending:
+                self.output.flush(force=True)
             self.transport.close()
 
     def _cancel_timer(self) -> None:
@@ -497,7 +414,6 @@ class Connection(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         self._timer = None
         log.info("connection %s: handshake timeout", self.peer)
-        self.state = "closed"
         self._close_transport()
 
     def _heartbeat_tick(self) -> None:
@@ -509,43 +425,45 @@ class Connection(asyncio.Protocol):
             )
             self.abort()
             return
-        if now - self._last_send >= interval / 2 and not self._out:
-            self.write(frames.HEARTBEAT_FRAME)
+        if now - self.output.last_send >= interval / 2 and not self.output.pending:
+            self.output.write(frames.HEARTBEAT_FRAME)
         self._timer = self.loop.call_later(interval / 2, self._heartbeat_tick)
 
-    def pause_reading(self) -> None:
-        """Stop reading the client (at shutdown, while the store writes its last)."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+    # -- the server's calls -----------------------------------------------------------
 
-    def resume_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+    def pause_for_shutdown(self) -> None:
+        """Stop reading the client while the store writes its last."""
+        self.output.pause_reading(SHUTDOWN)
+
+    def resume_for_close_ok(self) -> None:
+        """Read the client again, whatever held it, for its close-ok."""
+        self.output.resume_reading()
 
     def _block(self, reason: str) -> None:
         """A resource alarm is on and this client publishes: stop reading it."""
-        self._blocked = True
-        self.set_blocked(reason)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        self.output.pause_reading(ALARM)
+        self._notify_blocked(reason)
 
     def set_blocked(self, reason: str | None) -> None:
-        """Tell a client that understands connection.blocked why publishing stalls (a
-        resource alarm), and when it may go on; read a blocked client again when the
-        alarm clears. The notice is written at once, not held behind output that waits
-        for the disk."""
-        if reason is None and self._blocked:
-            self._blocked = False
-            if not self._reading_paused:
-                self.resume_reading()
-        if self.state != "running" or not self.client_capability("connection.blocked"):
+        """A resource alarm changed (``roles.Blockable``): tell a client that
+        understands connection.blocked why publishing stalls, and when it may go on;
+        read a blocked client again when the alarm clears."""
+        if reason is None:
+            self.output.resume_reading(ALARM)
+        self._notify_blocked(reason)
+
+    def _notify_blocked(self, reason: str | None) -> None:
+        """The notice is written at once, not held behind output that waits for the
+        disk."""
+        if self.state.state is not State.RUNNING or not self.client_capability(
+            "connection.blocked"
+        ):
             return
         if reason is None:
             frame = frames.method_frame(0, commands.Connection.Unblocked())
         else:
             frame = frames.method_frame(0, commands.Connection.Blocked(reason=reason[:255]))
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame)
+        self.output.write_now(frame)
 
     def abort(self) -> None:
         self._teardown()

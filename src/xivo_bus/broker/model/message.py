@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pamqp import commands
 
-from xivo_bus.amqp import errors, frames, properties
-from xivo_bus.broker.arguments import type_name
+from xivo_bus.amqp import frames, properties
+from xivo_bus.broker.model import wording
 
 
 class Message:
@@ -95,10 +95,7 @@ class Message:
             if value is None:
                 continue
             if not isinstance(value, list):
-                raise errors.ChannelError(
-                    errors.PRECONDITION_FAILED,
-                    f'invalid message: {{unacceptable_type_in_header,"{name}",{type_name(value)}}}',
-                )
+                raise wording.unacceptable_header_type(name, value)
             keys += [
                 key.decode() if isinstance(key, bytes) else key
                 for key in value

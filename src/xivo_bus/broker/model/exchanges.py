@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xivo_bus.amqp import errors
+from xivo_bus.broker.model import wording
 
 if TYPE_CHECKING:
-    from xivo_bus.broker.message import Message
-    from xivo_bus.broker.queue import Queue
+    from xivo_bus.broker.model.message import Message
 
-    Destination = Queue | "Exchange"
+    # A queue, or another exchange (exchange-to-exchange bindings): exchanges only hold
+    # destinations and hand them back; the vhost tells them apart.
+    Destination = Any
 
 
 def freeze(value: Any) -> Any:
@@ -151,7 +152,7 @@ class DefaultExchange(Exchange):
 
     type_name = "direct"
 
-    def __init__(self, queues: dict[str, Queue], reply_queues: dict[str, Queue]):
+    def __init__(self, queues: dict[str, Destination], reply_queues: dict[str, Destination]):
         super().__init__("", durable=True)
         self._queues = queues
         self._reply_queues = reply_queues  # direct reply-to: amq.rabbitmq.reply-to.*
@@ -269,12 +270,7 @@ class HeadersExchange(Exchange):
     def check_binding(self, arguments: dict) -> None:
         mode = arguments.get("x-match", "all")
         if _text(mode) not in X_MATCH_MODES:
-            shown = mode.decode(errors="replace") if isinstance(mode, bytes) else mode
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED,
-                f'Invalid x-match field value <<"{shown}">>; expected all, any, all-with-x, '
-                "or any-with-x",
-            )
+            raise wording.invalid_x_match(mode)
 
     def route(self, message: Message, routing_key: str) -> list[Destination]:
         headers = message.headers
@@ -315,8 +311,5 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
 def exchange_class(type_name: str) -> type[Exchange]:
     cls = EXCHANGE_TYPES.get(type_name)
     if cls is None:
-        adjective = "unknown" if type_name.startswith("x-") else "invalid"
-        raise errors.ConnectionError(
-            errors.COMMAND_INVALID, f"{adjective} exchange type '{type_name}'", 40, 10
-        )
+        raise wording.exchange_type(type_name)
     return cls

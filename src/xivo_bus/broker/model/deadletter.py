@@ -1,6 +1,6 @@
-"""Dead-lettering, as RabbitMQ 3.10 does it: a message rejected without requeue, expired
-or pushed out by a length limit is republished, as a new message, to its queue's
-dead-letter exchange, with an ``x-death`` history in its headers.
+"""Dead-lettering's rewrite, as RabbitMQ 3.10 does it: a message rejected without
+requeue, expired or pushed out by a length limit is republished (by its vhost), as a new
+message, to its queue's dead-letter exchange, with an ``x-death`` history in its headers.
 
 The copy has the original body (shared, not copied) and properties, less ``expiration``
 (kept as ``original-expiration`` in its x-death entry); its headers are rewritten with
@@ -14,43 +14,14 @@ rejection on the way, is dropped for that queue (RabbitMQ's cycle detection).
 from __future__ import annotations
 
 import datetime
-import logging
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pamqp import encode as pamqp_encode
 
 from xivo_bus.amqp import properties
-from xivo_bus.broker.message import Message
-
-if TYPE_CHECKING:
-    from xivo_bus.broker.vhost import VHost
-
-log = logging.getLogger("xivo_bus.broker")
-
-
-def publish(
-    vhost: VHost,
-    queue_name: str,
-    messages: list[Message],
-    reason: str,
-    exchange_name: str,
-    routing_key: str | None,
-) -> None:
-    """Dead-letter ``messages`` that left queue ``queue_name`` for ``reason`` (rejected,
-    expired, maxlen) through exchange ``exchange_name``."""
-    exchange = vhost.exchanges.get(exchange_name)
-    if exchange is None:
-        return  # no dead-letter exchange: dropped, as in RabbitMQ
-    for message in messages:
-        dead, deaths = dead_lettered(message, reason, queue_name, exchange_name, routing_key)
-        queues = vhost.route(exchange, dead)
-        for queue in queues:
-            if reason != "rejected" and is_cycle(queue.name, deaths):
-                log.debug("dead-letter cycle: message dropped for queue %s", queue.name)
-                continue
-            queue.enqueue(dead)
+from xivo_bus.broker.model.message import Message
 
 
 def dead_lettered(

@@ -1,23 +1,28 @@
-"""A virtual host: the registry of exchanges, queues and bindings.
+"""A virtual host: the registry of exchanges, queues and bindings, and the routing of a
+message through them (exchange-to-exchange bindings, alternate exchanges, CC/BCC,
+dead-lettering).
 
 Every check here raises ``ChannelError`` with RabbitMQ's reply code and text; the caller
-fills in the class and method ids of the method being served.
+fills in the class and method ids of the method being served. The vhost is each of its
+queues' host (``roles.QueueHost``): it stores, deletes and dead-letters for them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING
 
-from xivo_bus.amqp import errors
-from xivo_bus.broker.arguments import check_queue_declare
-from xivo_bus.broker.arguments import type_name as _type_name
-from xivo_bus.broker.exchanges import DefaultExchange, Exchange, exchange_class
-from xivo_bus.broker.message import Entry, Message
-from xivo_bus.broker.queue import Queue
+from xivo_bus.broker.model import deadletter, wording
+from xivo_bus.broker.model.arguments import check_equivalent, check_queue_declare
+from xivo_bus.broker.model.exchanges import DefaultExchange, Exchange, exchange_class
+from xivo_bus.broker.model.message import Entry, Message
+from xivo_bus.broker.model.queue import Queue
+from xivo_bus.broker.roles import Clock, DurableStore, QueueOwner
 
 if TYPE_CHECKING:
-    from xivo_bus.broker.connection import Connection
-    from xivo_bus.broker.store import Recovered, Store
+    from xivo_bus.broker.store import Recovered
+
+log = logging.getLogger("xivo_bus.broker")
 
 # The exchanges every vhost has; xivo-cti is the XiVO CTI server's, there from the start
 # so that the spec's example client can bind to it at once.
@@ -32,85 +37,9 @@ TRACE_EXCHANGE = "amq.rabbitmq.trace"  # RabbitMQ's firehose: internal, topic
 XIVO_CTI = "xivo-cti"
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return _bool(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _inequivalent(
-    what: str, name: str, vhost: str, arg: str, received: Any, current: Any
-) -> errors.ChannelError:
-    return errors.ChannelError(
-        errors.PRECONDITION_FAILED,
-        f"inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': "
-        f"received '{received}' but current is '{current}'",
-    )
-
-
-# The declaration arguments RabbitMQ checks for equivalence on redeclare; others are
-# accepted and ignored.
-EXCHANGE_ARGUMENTS = ("alternate-exchange",)
-QUEUE_ARGUMENTS = (
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-    "x-quorum-initial-group-size",
-    "x-delivery-limit",
-    "x-queue-master-locator",
-    "x-queue-leader-locator",
-    "x-initial-cluster-size",
-    "x-max-age",
-)
-
-
-def check_arguments(
-    what: str, name: str, vhost: str, received: dict, current: dict, checked: tuple[str, ...]
-) -> None:
-    """Redeclaring with different arguments is refused, as RabbitMQ does."""
-    for key in checked:
-        if received.get(key) == current.get(key):
-            continue
-        if key not in current:
-            got = received[key]
-            text = (
-                f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
-                f"received the value '{_shown(got)}' of type '{_type_name(got)}' "
-                "but current is none"
-            )
-        elif key not in received:
-            cur = current[key]
-            text = (
-                f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
-                f"received none but current is the value '{_shown(cur)}' of type "
-                f"'{_type_name(cur)}'"
-            )
-        else:
-            text = (
-                f"inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': "
-                f"received '{_shown(received[key])}' but current is '{_shown(current[key])}'"
-            )
-        raise errors.ChannelError(errors.PRECONDITION_FAILED, text)
-
-
 class VHost:
-    def __init__(self, name: str = "/", store: Store | None = None):
+    def __init__(self, clock: Clock, name: str = "/", store: DurableStore | None = None):
+        self.clock = clock
         self.name = name
         self.store = store
         self.queues: dict[str, Queue] = {}
@@ -129,30 +58,21 @@ class VHost:
     def exchange(self, name: str) -> Exchange:
         exchange = self.exchanges.get(name)
         if exchange is None:
-            raise errors.ChannelError(
-                errors.NOT_FOUND, f"no exchange '{name}' in vhost '{self.name}'"
-            )
+            raise wording.not_found("exchange", name, self.name)
         return exchange
 
-    def queue(self, name: str, connection: Connection | None) -> Queue:
-        """Find a queue for use by ``connection``; exclusive queues of others are locked."""
+    def queue(self, name: str, owner: QueueOwner | None) -> Queue:
+        """Find a queue for use by ``owner`` (a connection); exclusive queues of others
+        are locked."""
         queue = self.queues.get(name)
         if queue is None:
-            raise errors.ChannelError(errors.NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
-        self.check_exclusive(queue, connection)
+            raise wording.not_found("queue", name, self.name)
+        self.check_exclusive(queue, owner)
         return queue
 
-    def check_exclusive(self, queue: Queue, connection: Connection | None) -> None:
-        if queue.exclusive_owner is not None and queue.exclusive_owner is not connection:
-            raise self._locked(queue)
-
-    def _locked(self, queue: Queue) -> errors.ChannelError:
-        return errors.ChannelError(
-            errors.RESOURCE_LOCKED,
-            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
-            f"'{self.name}'. It could be originally declared on another connection or the "
-            "exclusive property value does not match that of the original declaration.",
-        )
+    def check_exclusive(self, queue: Queue, owner: QueueOwner | None) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+            raise wording.locked(queue.name, self.name)
 
     # -- exchanges --------------------------------------------------------------------
 
@@ -172,17 +92,24 @@ class VHost:
             if durable and self.store is not None:
                 self.store.save_exchange(self.name, exchange)
             return exchange
-        what = "exchange"
-        if existing.type_name != type_name:
-            raise _inequivalent(what, name, self.name, "type", type_name, existing.type_name)
-        for arg, got, cur in (
-            ("durable", durable, existing.durable),
-            ("auto_delete", auto_delete, existing.auto_delete),
-            ("internal", internal, existing.internal),
-        ):
-            if got != cur:
-                raise _inequivalent(what, name, self.name, arg, _bool(got), _bool(cur))
-        check_arguments(what, name, self.name, arguments, existing.arguments, EXCHANGE_ARGUMENTS)
+        check_equivalent(
+            "exchange",
+            name,
+            self.name,
+            {
+                "type": type_name,
+                "durable": durable,
+                "auto_delete": auto_delete,
+                "internal": internal,
+            },
+            {
+                "type": existing.type_name,
+                "durable": existing.durable,
+                "auto_delete": existing.auto_delete,
+                "internal": existing.internal,
+            },
+            (arguments, existing.arguments),
+        )
         return existing
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
@@ -190,9 +117,7 @@ class VHost:
         if exchange is None:
             return  # idempotent, as RabbitMQ
         if if_unused and exchange.bindings:
-            raise errors.ChannelError(
-                errors.PRECONDITION_FAILED, f"exchange '{name}' in vhost '{self.name}' in use"
-            )
+            raise wording.in_use("exchange", name, self.name)
         self._remove_exchange(exchange)
 
     def _remove_exchange(self, exchange: Exchange) -> None:
@@ -222,31 +147,31 @@ class VHost:
         exclusive: bool,
         auto_delete: bool,
         arguments: dict,
-        connection: Connection,
+        owner: QueueOwner,
     ) -> Queue:
+        """Declare a queue for ``owner`` (a connection; it owns the queue when
+        ``exclusive``), or check that a redeclaration is equivalent."""
         existing = self.queues.get(name)
         if existing is None:
             check_queue_declare(name, self.name, arguments, durable, exclusive, auto_delete)
-            queue = Queue(
-                self, name, durable, connection if exclusive else None, auto_delete, arguments
-            )
+            queue = Queue(self, name, durable, owner if exclusive else None, auto_delete, arguments)
             self.queues[name] = queue
-            if queue.stores_messages and not exclusive:
-                self.store.save_queue(self.name, queue)
             if exclusive:
-                connection.exclusive_queues.append(queue)
+                owner.exclusive_queue_declared(queue)
+            elif queue.stores_messages:
+                self.store.save_queue(self.name, queue)
             return queue
-        self.check_exclusive(existing, connection)
+        self.check_exclusive(existing, owner)
         if exclusive != existing.exclusive:
-            raise self._locked(existing)  # RabbitMQ answers 405 here, not 406
-        what = "queue"
-        for arg, got, cur in (
-            ("durable", durable, existing.durable),
-            ("auto_delete", auto_delete, existing.auto_delete),
-        ):
-            if got != cur:
-                raise _inequivalent(what, name, self.name, arg, _bool(got), _bool(cur))
-        check_arguments(what, name, self.name, arguments, existing.arguments, QUEUE_ARGUMENTS)
+            raise wording.locked(name, self.name)  # RabbitMQ answers 405 here, not 406
+        check_equivalent(
+            "queue",
+            name,
+            self.name,
+            {"durable": durable, "auto_delete": auto_delete},
+            {"durable": existing.durable, "auto_delete": existing.auto_delete},
+            (arguments, existing.arguments),
+        )
         return existing
 
     def delete_queue(self, queue: Queue) -> int:
@@ -254,21 +179,23 @@ class VHost:
         number of ready messages it held."""
         if queue.deleted:
             return 0
-        queue.deleted = True
         self.queues.pop(queue.name, None)
         self._unbind_everywhere(queue)
-        for consumer in list(queue.consumers):
-            consumer.channel.cancel_by_broker(consumer)
-        queue.consumers.clear()
-        if queue.exclusive_owner is not None:
-            try:
-                queue.exclusive_owner.exclusive_queues.remove(queue)
-            except ValueError:
-                pass
-        count = queue.purge()
+        count = queue.delete()
         if queue.stores_messages and not queue.exclusive:
             self.store.delete_queue(self.name, queue.name)
         return count
+
+    # -- direct reply-to --------------------------------------------------------------
+
+    def add_reply_queue(self, name: str, owner: QueueOwner) -> Queue:
+        """Direct reply-to: a channel's private queue, routed to by its name from the
+        default exchange (never declared, never bound)."""
+        queue = self.reply_queues[name] = Queue(self, name, exclusive_owner=owner)
+        return queue
+
+    def remove_reply_queue(self, queue: Queue) -> None:
+        self.reply_queues.pop(queue.name, None)
 
     # -- bindings ---------------------------------------------------------------------
 
@@ -339,6 +266,28 @@ class VHost:
                     queues[destination] = None
         return list(queues)
 
+    def dead_letter(
+        self,
+        queue: str,
+        messages: list[Message],
+        reason: str,
+        exchange: str,
+        routing_key: str | None,
+    ) -> None:
+        """Republish ``messages`` that left ``queue`` for ``reason`` (rejected, expired,
+        maxlen) to the dead-letter exchange ``exchange``; dropped when it does not exist,
+        and for a queue they would come back to in an automatic cycle."""
+        target = self.exchanges.get(exchange)
+        if target is None:
+            return  # no dead-letter exchange: dropped, as in RabbitMQ
+        for message in messages:
+            dead, deaths = deadletter.dead_lettered(message, reason, queue, exchange, routing_key)
+            for destination in self.route(target, dead):
+                if reason != "rejected" and deadletter.is_cycle(destination.name, deaths):
+                    log.debug("dead-letter cycle: message dropped for queue %s", destination.name)
+                    continue
+                destination.enqueue(dead)
+
     # -- start-up ---------------------------------------------------------------------
 
     def restore(self, recovered: Recovered) -> None:
@@ -352,9 +301,15 @@ class VHost:
         for stored in recovered.queues:
             if stored.vhost != self.name:
                 continue
-            queue = Queue(self, stored.name, True, None, stored.auto_delete, stored.arguments)
-            self.queues[stored.name] = queue
-            queue.delivered_upto = stored.delivered_upto
+            self.queues[stored.name] = Queue(
+                self,
+                stored.name,
+                True,
+                None,
+                stored.auto_delete,
+                stored.arguments,
+                stored.delivered_upto,
+            )
         for vhost, exchange_name, kind, name, routing_key, arguments in recovered.bindings:
             exchange = self.exchanges.get(exchange_name)
             destination = (self.exchanges if kind == "exchange" else self.queues).get(name)

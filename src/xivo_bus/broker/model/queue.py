@@ -2,33 +2,27 @@
 extensions (message TTL, queue expiry, length limits, dead-lettering, priorities, single
 active consumer, consumer priorities).
 
-Queues never see sockets: a consumer's channel does the delivering, and tells the queue
-when it may take more (``Consumer.can_take``). What a queue's arguments ask for is read
-once, when it is declared: a queue without them takes the plain paths, which do no more
-than they did before the extensions existed.
+Queues never see sockets: a consumer's channel (``roles.ConsumerChannel``) does the
+delivering, and tells the queue when it may take more. The queue keeps the books of what
+it handed out (``Delivery``, its unacked counts); channels give deliveries back to it to
+settle. Its vhost (``roles.QueueHost``) stores, deletes and dead-letters for it. What a
+queue's arguments ask for is read once, when it is declared: a queue without them takes
+the plain paths, which do no more than they did before the extensions existed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 from xivo_bus.amqp import properties
-from xivo_bus.broker import deadletter
-from xivo_bus.broker.arguments import QueueSettings, parse_expiration
-from xivo_bus.broker.message import Entry, Message
-from xivo_bus.broker.ready import PriorityReady, SizedReady, requeue_into
+from xivo_bus.broker.model.arguments import QueueSettings, parse_expiration
+from xivo_bus.broker.model.message import Entry, Message
+from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
+from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
 
-if TYPE_CHECKING:
-    from xivo_bus.broker.channel import Channel
-    from xivo_bus.broker.connection import Connection
-    from xivo_bus.broker.vhost import VHost
-
-# What ``Queue.enqueue`` returns for a message the queue refused (x-overflow
-# reject-publish): its publisher gets a basic.nack.
-REFUSED = -1
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
 # hair early.
 _EXPIRY_SLACK = 0.0005
@@ -36,7 +30,8 @@ _EXPIRY_SLACK = 0.0005
 
 class Consumer:
     """A basic.consume subscription: its tag, channel, queue, per-consumer prefetch and
-    priority (``x-priority``)."""
+    priority (``x-priority``). The queue's record: its ``unacked`` count is kept by the
+    queue (as RabbitMQ's rabbit_queue_consumers); the channel only reads it."""
 
     __slots__ = (
         "tag",
@@ -54,7 +49,7 @@ class Consumer:
         self,
         tag: str,
         tag_ss: bytes,
-        channel: Channel,
+        channel: ConsumerChannel,
         queue: Queue,
         no_ack: bool,
         exclusive: bool,
@@ -79,17 +74,32 @@ class Consumer:
         return self.channel.can_take()
 
 
+class Delivery:
+    """A delivery awaiting its ack: the queue entry, its queue and the consumer (None
+    for basic.get). Made by the queue, kept by the channel under its delivery tag, given
+    back to the queue to settle."""
+
+    __slots__ = ("entry", "queue", "consumer")
+
+    def __init__(self, entry: Entry, queue: Queue, consumer: Consumer | None):
+        self.entry = entry
+        self.queue = queue
+        self.consumer = consumer
+
+
 class Queue:
     def __init__(
         self,
-        vhost: VHost,
+        host: QueueHost,
         name: str,
         durable: bool = False,
-        exclusive_owner: Connection | None = None,
+        exclusive_owner: QueueOwner | None = None,
         auto_delete: bool = False,
         arguments: dict | None = None,
+        delivered_upto: int = 0,
     ):
-        self.vhost = vhost
+        self.host = host
+        self.clock: Clock = host.clock
         self.name = name
         self.durable = durable
         self.exclusive_owner = exclusive_owner
@@ -99,7 +109,8 @@ class Queue:
         self.unacked = 0
         self.deleted = False
         self._next_seq = 0
-        self.delivered_upto = 0  # from the store: entries up to this seq were delivered
+        # from the store: entries up to this seq were delivered before a restart
+        self.delivered_upto = delivered_upto
         self._had_consumer = False
         settings = self.settings = QueueSettings(self.arguments)
         self.ready: Any
@@ -118,9 +129,9 @@ class Queue:
         self._single_active = settings.single_active_consumer
         self._consumer_priorities = False
         self._expiring = False  # some ready entry may have an expiry
-        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: Timer | None = None
         self._expiry_when = 0.0
-        self._lease_timer: asyncio.TimerHandle | None = None
+        self._lease_timer: Timer | None = None
         self.used()
 
     @property
@@ -143,11 +154,12 @@ class Queue:
     @property
     def stores_messages(self) -> bool:
         """Persistent messages in this queue are written to disk."""
-        return self.durable and self.vhost.store is not None
+        return self.durable and self.host.store is not None
 
-    def enqueue(self, message: Message) -> int:
+    def enqueue(self, message: Message) -> int | None:
         """Append a message; returns the store write to wait for before confirming it
-        (0 when nothing is written), or ``REFUSED``."""
+        (0 when nothing is written), or None when the queue refused it (x-overflow
+        reject-publish: its publisher gets a basic.nack)."""
         if not self._plain or message.ttl is not None:
             return self._enqueue_with_settings(message)
         return self._append(Entry(message, self._next_seq + 1))
@@ -164,7 +176,7 @@ class Queue:
             self.dispatch()
         return write
 
-    def _enqueue_with_settings(self, message: Message) -> int:
+    def _enqueue_with_settings(self, message: Message) -> int | None:
         """``enqueue`` for a queue with limits or a TTL, or a message with a TTL."""
         if (
             self._limited
@@ -173,7 +185,7 @@ class Queue:
         ):
             if self.settings.overflow == "reject-publish-dlx":
                 self._dead_letter([message], "maxlen")
-            return REFUSED
+            return None
         entry = Entry(message, self._next_seq + 1)
         self._set_expiry(entry)
         write = self._append(entry)
@@ -190,7 +202,7 @@ class Queue:
         if queue_ttl is not None and (ttl is None or queue_ttl < ttl):
             ttl = queue_ttl
         if ttl is not None:
-            entry.expires = _loop().time() + ttl / 1000
+            entry.expires = self.clock.time() + ttl / 1000
             self._expiring = True
 
     def _would_overflow(self, message: Message) -> bool:
@@ -220,7 +232,7 @@ class Queue:
             self._leave(dropped, "maxlen")
 
     def _store_entry(self, entry: Entry) -> int:
-        store = self.vhost.store
+        store = self.host.store
         message = entry.message
         if message.store_id is None:
             message.store_id = store.new_message_id()
@@ -229,8 +241,8 @@ class Queue:
         entry.stored = True
         expires_at = None
         if entry.expires is not None:  # loop time to wall-clock time, for the disk
-            expires_at = time.time() + entry.expires - _loop().time()
-        return store.add_entry(self.vhost.name, self.name, entry.seq, message.store_id, expires_at)
+            expires_at = time.time() + entry.expires - self.clock.time()
+        return store.add_entry(self.host.name, self.name, entry.seq, message.store_id, expires_at)
 
     def restored(self) -> None:
         """Start-up put back every stored entry: expire those whose time is over."""
@@ -242,7 +254,7 @@ class Queue:
         (``expires_at``, seconds since the epoch)."""
         entry.stored = True
         if expires_at is not None:
-            entry.expires = _loop().time() + expires_at - time.time()
+            entry.expires = self.clock.time() + expires_at - time.time()
             self._expiring = True
         message = entry.message
         message.stored_refs += 1
@@ -262,13 +274,7 @@ class Queue:
             message = entry.message
             message.stored_refs -= 1
             last = message.store_id if message.stored_refs == 0 else None
-            self.vhost.store.remove_entry(self.vhost.name, self.name, entry.seq, last)
-
-    def rejected(self, entry: Entry) -> None:
-        """A delivery was rejected without requeue: dead-letter it (the channel then
-        discards it)."""
-        if self._dead_letters and not self.deleted:
-            self._dead_letter([entry.message], "rejected")
+            self.host.store.remove_entry(self.host.name, self.name, entry.seq, last)
 
     def _leave(self, entries: list[Entry], reason: str) -> None:
         """Ready entries leave for good (expired, dropped): dead-lettered, then
@@ -280,8 +286,7 @@ class Queue:
 
     def _dead_letter(self, messages: list[Message], reason: str) -> None:
         settings = self.settings
-        deadletter.publish(
-            self.vhost,
+        self.host.dead_letter(
             self.name,
             messages,
             reason,
@@ -289,27 +294,71 @@ class Queue:
             settings.dead_letter_routing_key,
         )
 
-    def delivered(self, entry: Entry) -> int:
-        """Note that an entry goes out to a client; returns the store write that must be
-        on disk before the delivery is (so a crash cannot hide that it was delivered)."""
-        if entry.stored and not entry.redelivered:
-            return self.vhost.store.delivered(self.vhost.name, self.name, entry.seq)
-        return 0
+    # -- handing out and settling -----------------------------------------------------
 
-    def take(self) -> Entry | None:
-        """Pop the next ready message, for basic.get."""
+    def _hand_out(self, consumer: Consumer, entry: Entry) -> None:
+        """Give a ready entry to a consumer: noted in the store when it must be (so that
+        a crash cannot hide that it was delivered), kept as unacked unless no-ack."""
+        write = 0
+        if entry.stored and not entry.redelivered:
+            write = self.host.store.delivered(self.host.name, self.name, entry.seq)
+        if consumer.no_ack:
+            self.discard(entry)
+            delivery = None
+        else:
+            delivery = Delivery(entry, self, consumer)
+            consumer.unacked += 1
+            self.unacked += 1
+        consumer.channel.deliver(consumer, entry, delivery, write)
+
+    def get(self, no_ack: bool) -> tuple[Entry, Delivery | None, int] | None:
+        """basic.get: the next ready entry, its unacked record (None with no-ack) and the
+        store write that must be on disk before it goes out; None when empty."""
         if self._lease_timer is not None:
             self.used()
         if self._expiring:
             self._expire()
             entry = self.ready.popleft() if self.ready else None
             self._schedule_expiry()
-            return entry
-        return self.ready.popleft() if self.ready else None
+        else:
+            entry = self.ready.popleft() if self.ready else None
+        if entry is None:
+            return None
+        write = 0
+        if entry.stored and not entry.redelivered:
+            write = self.host.store.delivered(self.host.name, self.name, entry.seq)
+        if no_ack:
+            self.discard(entry)
+            return entry, None, write
+        self.unacked += 1
+        return entry, Delivery(entry, self, None), write
 
-    def requeue(self, entries: list[Entry]) -> None:
+    def _settle(self, deliveries: Iterable[Delivery]) -> None:
+        for delivery in deliveries:
+            self.unacked -= 1
+            if delivery.consumer is not None:
+                delivery.consumer.unacked -= 1
+
+    def ack(self, deliveries: list[Delivery]) -> None:
+        """Deliveries settled for good (acked): forgotten, and their consumers may take
+        more."""
+        self._settle(deliveries)
+        for delivery in deliveries:
+            self.discard(delivery.entry)
+        self.dispatch()
+
+    def reject(self, deliveries: list[Delivery]) -> None:
+        """Deliveries rejected without requeue: dead-lettered if the queue has a
+        dead-letter exchange, then forgotten."""
+        if self._dead_letters and not self.deleted:
+            self._dead_letter([delivery.entry.message for delivery in deliveries], "rejected")
+        self.ack(deliveries)
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
         """Put back deliveries that were not acked, in their original order (in their
         priority, for a priority queue), flagged redelivered; they keep their expiry."""
+        self._settle(deliveries)
+        entries = [delivery.entry for delivery in deliveries]
         if self.deleted:
             for entry in entries:
                 self.discard(entry)
@@ -348,7 +397,7 @@ class Queue:
         if not ready:
             self._expiring = False
             return
-        now = _loop().time() + _EXPIRY_SLACK
+        now = self.clock.time() + _EXPIRY_SLACK
         expired = []
         while ready:
             expires = ready[0].expires
@@ -371,7 +420,7 @@ class Queue:
                 return
             self._expiry_timer.cancel()
         self._expiry_when = when
-        self._expiry_timer = _loop().call_at(when, self._expiry_due)
+        self._expiry_timer = self.clock.call_at(when, self._expiry_due)
 
     def _expiry_due(self) -> None:
         self._expiry_timer = None
@@ -390,12 +439,30 @@ class Queue:
             self._lease_timer.cancel()
             self._lease_timer = None
         if not self.consumers:
-            self._lease_timer = _loop().call_later(expires / 1000, self._lease_over)
+            self._lease_timer = self.clock.call_later(expires / 1000, self._lease_over)
 
     def _lease_over(self) -> None:
         self._lease_timer = None
         if not self.deleted and not self.consumers:
-            self.vhost.delete_queue(self)
+            self.host.delete_queue(self)
+
+    # -- deletion -----------------------------------------------------------------------
+
+    def delete(self) -> int:
+        """The queue goes away (its vhost has forgotten it): its consumers are cancelled,
+        its owner told, its ready messages dropped; returns how many there were."""
+        self.deleted = True
+        for timer in (self._lease_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._lease_timer = self._expiry_timer = None
+        consumers = list(self.consumers)
+        self.consumers.clear()
+        for consumer in consumers:
+            consumer.channel.cancel_by_broker(consumer)
+        if self.exclusive_owner is not None:
+            self.exclusive_owner.exclusive_queue_deleted(self)
+        return self.purge()
 
     # -- consumers --------------------------------------------------------------------
 
@@ -415,7 +482,7 @@ class Queue:
         except ValueError:
             return
         if self.auto_delete and self._had_consumer and not self.consumers:
-            self.vhost.delete_queue(self)
+            self.host.delete_queue(self)
             return
         if not self.consumers:
             self.used()
@@ -434,7 +501,7 @@ class Queue:
                 consumer = consumers[0]
                 consumers.rotate(-1)
                 if consumer.can_take():
-                    consumer.channel.deliver(consumer, ready.popleft())
+                    self._hand_out(consumer, ready.popleft())
                     break
             else:
                 return  # nobody can take more now
@@ -453,7 +520,7 @@ class Queue:
             consumer = self._next_consumer()
             if consumer is None:
                 break
-            consumer.channel.deliver(consumer, ready.popleft())
+            self._hand_out(consumer, ready.popleft())
         if self._expiring:
             self._schedule_expiry()
 
@@ -485,7 +552,3 @@ class Queue:
 
 def _seq(entry: Entry) -> int:
     return entry.seq
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()

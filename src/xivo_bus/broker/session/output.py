@@ -1,0 +1,171 @@
+"""A connection's output and flow control: what it writes, when, and when it reads.
+
+Replies and deliveries are buffered and written once per loop iteration. What depends on
+a store write (a confirm, a delivery whose "delivered" mark must survive a crash) waits
+until that write is on disk: the whole output is held behind it, so that order is kept.
+Reading stops for one of a set of reasons (the disk is behind, a resource alarm,
+shutdown) and goes on when none is left. Deliveries stop while the output is over its
+limit or the socket's buffer is full, and resume once it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from xivo_bus.broker.roles import Durability
+
+# Deliveries stop being handed to a connection whose unsent output exceeds this; they
+# resume when the socket drains (RabbitMQ's credit flow plays the same part).
+OUTPUT_LIMIT = 1 << 20
+# A client stops being read while this many of its store writes wait for the disk.
+MAX_UNCOMMITTED = 20_000
+
+# Why a connection is not read.
+DISK = "disk"  # its store writes are too far ahead of the disk
+ALARM = "alarm"  # a resource alarm is on and it publishes
+SHUTDOWN = "shutdown"  # the broker writes its last to the store
+
+
+class Output:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        durability: Durability | None,
+        on_room: Callable[[], None],
+    ):
+        self._loop = loop
+        self._durability = durability
+        self._on_room = on_room  # deliveries may go on
+        self.transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._size = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._writing_paused = False  # the socket's buffer is full
+        self._full = False  # deliveries were stopped: resume them once drained
+        self._barrier = 0  # store write that must be on disk before more output
+        self._delivery_barrier = 0  # the same, for delivery marks
+        self._unread: set[str] = set()  # why reading is paused
+        self.last_send = loop.time()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._size += len(data)
+        if self._size > OUTPUT_LIMIT:
+            self._full = True
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self.flush)
+
+    def write_frames(self, frames: list[bytes], size: int) -> None:
+        """Frames of one content (``size``: its body's length, roughly their total)."""
+        self._out += frames
+        self._size += size
+        if self._size > OUTPUT_LIMIT:
+            self._full = True
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self.flush)
+
+    def write_now(self, frame: bytes) -> None:
+        """Written at once, ahead of output that waits for the disk (connection.blocked
+        notices)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._out)
+
+    def has_room(self) -> bool:
+        """Room for more deliveries."""
+        return not self._writing_paused and self._size <= OUTPUT_LIMIT
+
+    def hold_output_until(self, write: int) -> None:
+        """Send nothing more until store write ``write`` (a message) is on disk: what
+        follows includes its confirm. 0: no wait."""
+        if write > self._barrier:
+            self._barrier = write
+
+    def hold_delivery_until(self, write: int) -> None:
+        """Send nothing more until store write ``write`` (a delivery mark) is on disk,
+        unless the store is failing: consumers then go on (as under RabbitMQ's disk
+        alarm), at the risk of a crash re-delivering without the flag."""
+        if write > self._delivery_barrier:
+            self._delivery_barrier = write
+
+    def flush(self, force: bool = False) -> None:
+        """Write what is buffered, unless it waits for the disk (``force``: regardless,
+        when closing)."""
+        self._flush_handle = None
+        durability = self._durability
+        if (
+            not force
+            and durability is not None
+            and (
+                self._barrier > durability.committed
+                or (self._delivery_barrier > durability.committed and durability.failed is None)
+            )
+        ):
+            durability.notify(self)  # the output waits for the disk
+            return
+        transport = self.transport
+        if self._out and transport is not None and not transport.is_closing():
+            transport.writelines(self._out)
+            self.last_send = self._loop.time()
+        self._out = []
+        self._size = 0
+        if self._full and not self._writing_paused:
+            self._full = False
+            self._on_room()
+
+    def store_committed(self) -> None:
+        """The store committed writes: send what waited for them, read again."""
+        if self._out and self._flush_handle is None:
+            self.flush()
+        self.resume_reading(DISK)
+
+    def throttle(self) -> None:
+        """Stop reading the client while its store writes are too far ahead of the disk;
+        it is read again after the next commit."""
+        durability = self._durability
+        if durability is not None and self._barrier - durability.committed > MAX_UNCOMMITTED:
+            self.pause_reading(DISK)
+            durability.notify(self)
+
+    # -- the transport's flow control -------------------------------------------------
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._full = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._full = False
+        self._on_room()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def pause_reading(self, reason: str) -> None:
+        if not self._unread:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+        self._unread.add(reason)
+
+    def resume_reading(self, reason: str | None = None) -> None:
+        """Read again once no reason is left (``None``: whatever the reasons)."""
+        if not self._unread:
+            return
+        if reason is None:
+            self._unread.clear()
+        else:
+            self._unread.discard(reason)
+            if self._unread:
+                return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def paused_for(self, reason: str) -> bool:
+        return reason in self._unread
