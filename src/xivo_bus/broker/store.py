@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pamqp import decode, encode
 
@@ -87,6 +87,143 @@ class Recovered:
     skipped: list[str] = field(default_factory=list)
 
 
+# -- the writes: each one a statement or a few, applied in order in one transaction ---------
+
+
+class SaveExchange(NamedTuple):
+    vhost: str
+    name: str
+    type_name: str
+    auto_delete: bool
+    internal: bool
+    arguments: bytes
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("INSERT OR REPLACE INTO exchanges VALUES (?, ?, ?, ?, ?, ?)", self)]
+
+
+class DeleteExchange(NamedTuple):
+    vhost: str
+    name: str
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [
+            ("DELETE FROM exchanges WHERE vhost = ? AND name = ?", self),
+            ("DELETE FROM bindings WHERE vhost = ? AND exchange = ?", self),
+            (
+                "DELETE FROM bindings WHERE vhost = ? AND kind = 'exchange' AND destination = ?",
+                self,
+            ),
+        ]
+
+
+class SaveQueue(NamedTuple):
+    vhost: str
+    name: str
+    auto_delete: bool
+    arguments: bytes
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [
+            (
+                "INSERT OR IGNORE INTO queues (vhost, name, auto_delete, arguments) "
+                "VALUES (?, ?, ?, ?)",
+                self,
+            )
+        ]
+
+
+class DeleteQueue(NamedTuple):
+    vhost: str
+    name: str
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [
+            ("DELETE FROM queues WHERE vhost = ? AND name = ?", self),
+            ("DELETE FROM bindings WHERE vhost = ? AND kind = 'queue' AND destination = ?", self),
+            ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ?", self),
+            ("DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue_messages)", ()),
+        ]
+
+
+class AddBinding(NamedTuple):
+    vhost: str
+    exchange: str
+    kind: str  # the destination's: "queue" or "exchange"
+    destination: str
+    routing_key: str
+    arguments: bytes
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("INSERT OR IGNORE INTO bindings VALUES (?, ?, ?, ?, ?, ?)", self)]
+
+
+class RemoveBinding(AddBinding):
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [
+            (
+                "DELETE FROM bindings WHERE vhost = ? AND exchange = ? AND kind = ? "
+                "AND destination = ? AND routing_key = ? AND arguments = ?",
+                self,
+            )
+        ]
+
+
+class SaveMessage(NamedTuple):
+    id: int
+    exchange: str
+    routing_key: str
+    properties: bytes
+    body: bytes
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)", self)]
+
+
+class AddEntry(NamedTuple):
+    """A message in a queue."""
+
+    vhost: str
+    queue: str
+    seq: int
+    message_id: int
+    expires_at: float | None  # seconds since the epoch, when a TTL applies
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("INSERT OR REPLACE INTO queue_messages VALUES (?, ?, ?, ?, ?)", self)]
+
+
+class RemoveEntry(NamedTuple):
+    vhost: str
+    queue: str
+    seq: int
+    last_reference_to: int | None  # the message, when no other queue holds it
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        statements = [
+            (
+                "DELETE FROM queue_messages WHERE vhost = ? AND queue = ? AND seq = ?",
+                (self.vhost, self.queue, self.seq),
+            )
+        ]
+        if self.last_reference_to is not None:
+            statements.append(("DELETE FROM messages WHERE id = ?", (self.last_reference_to,)))
+        return statements
+
+
+class MarkDelivered(NamedTuple):
+    """Entries of a queue up to ``seq`` went out: they come back flagged redelivered
+    after a crash. Kept as one watermark per queue and transaction."""
+
+    vhost: str
+    queue: str
+    seq: int
+
+
+# Writes that make the database bigger: held back while the disk is full.
+_GROWING = (SaveMessage, AddEntry)
+
+
 class Store:
     """SQLite storage with a writer thread; call from the event loop's thread only.
 
@@ -103,7 +240,7 @@ class Store:
         self.failed: str | None = None  # why commits fail now (disk full, ...)
         self._seq = 0
         self._next_message_id = 1
-        self._ops: queue.SimpleQueue = queue.SimpleQueue()
+        self._ops: queue.SimpleQueue = queue.SimpleQueue()  # (write seq, op) or None: stop
         self._listeners: dict[Any, None] = {}
         self._on_failure: list[Callable[[str | None], Any]] = []
         self._thread: threading.Thread | None = None
@@ -264,13 +401,13 @@ class Store:
             self._connection.close()
             self._connection = None
 
-    def _submit(self, op: tuple) -> int:
+    def _submit(self, op: NamedTuple) -> int:
         self._seq += 1
         self._ops.put((self._seq, op))
         return self._seq
 
     def _write_loop(self) -> None:
-        pending: list[tuple[int, tuple]] = []
+        pending: list[tuple[int, Any]] = []
         stopping = False
         failing = False
         while not stopping or pending:
@@ -304,27 +441,29 @@ class Store:
             self._loop.call_soon_threadsafe(self._committed, pending[-1][0])
             pending = []
 
-    def _write_what_frees_space(self, pending: list[tuple[int, tuple]]) -> list:
+    def _write_what_frees_space(self, pending: list[tuple[int, Any]]) -> list:
         """While new messages cannot be written, still write removals, delivery marks
         and definitions, so consumers can make room; return what is still to write.
 
         A message removed before its own write made it is dropped from both lists, so it
         cannot come back to life."""
-        growing = [item for item in pending if item[1][0] in _GROWING]
-        other = [item for item in pending if item[1][0] not in _GROWING]
-        new_entries = {item[1][1:4] for item in growing if item[1][0] == "entry"}
+        growing = [item for item in pending if isinstance(item[1], _GROWING)]
+        other = [item for item in pending if not isinstance(item[1], _GROWING)]
+        new_entries = {
+            (op.vhost, op.queue, op.seq) for _, op in growing if isinstance(op, AddEntry)
+        }
         cancelled_entries = set()
         cancelled_messages = set()
         for _, op in other:
-            if op[0] == "entry-" and op[1:4] in new_entries:
-                cancelled_entries.add(op[1:4])
-                if op[4] is not None:
-                    cancelled_messages.add(op[4])
+            if isinstance(op, RemoveEntry) and (op.vhost, op.queue, op.seq) in new_entries:
+                cancelled_entries.add((op.vhost, op.queue, op.seq))
+                if op.last_reference_to is not None:
+                    cancelled_messages.add(op.last_reference_to)
         growing = [
-            item
-            for item in growing
-            if not (item[1][0] == "entry" and item[1][1:4] in cancelled_entries)
-            and not (item[1][0] == "message" and item[1][1] in cancelled_messages)
+            (seq, op)
+            for seq, op in growing
+            if not (isinstance(op, AddEntry) and (op.vhost, op.queue, op.seq) in cancelled_entries)
+            and not (isinstance(op, SaveMessage) and op.id in cancelled_messages)
         ]
         if other:
             try:
@@ -333,18 +472,17 @@ class Store:
                 return sorted(growing + other)
         return growing
 
-    def _commit(self, ops: list[tuple]) -> None:
+    def _commit(self, ops: list[Any]) -> None:
         connection = self._connection
         watermarks: dict[tuple[str, str], int] = {}
         connection.execute("BEGIN")
         try:
             for op in ops:
-                kind = op[0]
-                if kind == "deliver":
-                    key = (op[1], op[2])
-                    watermarks[key] = max(watermarks.get(key, 0), op[3])
+                if type(op) is MarkDelivered:
+                    key = (op.vhost, op.queue)
+                    watermarks[key] = max(watermarks.get(key, 0), op.seq)
                 else:
-                    for sql, args in _STATEMENTS[kind](op):
+                    for sql, args in op.statements():
                         connection.execute(sql, args)
             for (vhost, name), seq in watermarks.items():
                 connection.execute(
@@ -395,8 +533,7 @@ class Store:
 
     def save_exchange(self, vhost: str, exchange) -> int:
         return self._submit(
-            (
-                "exchange",
+            SaveExchange(
                 vhost,
                 exchange.name,
                 exchange.type_name,
@@ -407,15 +544,15 @@ class Store:
         )
 
     def delete_exchange(self, vhost: str, name: str) -> int:
-        return self._submit(("exchange-", vhost, name))
+        return self._submit(DeleteExchange(vhost, name))
 
     def save_queue(self, vhost: str, queue_) -> int:
         return self._submit(
-            ("queue", vhost, queue_.name, queue_.auto_delete, encode_table(queue_.arguments))
+            SaveQueue(vhost, queue_.name, queue_.auto_delete, encode_table(queue_.arguments))
         )
 
     def delete_queue(self, vhost: str, name: str) -> int:
-        return self._submit(("queue-", vhost, name))
+        return self._submit(DeleteQueue(vhost, name))
 
     def set_binding(
         self,
@@ -429,15 +566,14 @@ class Store:
     ) -> int:
         """Write a binding (``present``) or its removal; ``kind`` is "queue" or
         "exchange", the destination's kind."""
-        op = "binding" if present else "binding-"
+        op = AddBinding if present else RemoveBinding
         return self._submit(
-            (op, vhost, exchange, kind, destination, routing_key, encode_table(arguments))
+            op(vhost, exchange, kind, destination, routing_key, encode_table(arguments))
         )
 
     def save_message(self, message) -> int:
         return self._submit(
-            (
-                "message",
+            SaveMessage(
                 message.store_id,
                 message.exchange,
                 message.routing_key,
@@ -451,15 +587,15 @@ class Store:
     ) -> int:
         """A message in a queue; ``expires_at`` (seconds since the epoch) when a TTL applies,
         so that it keeps its expiry across restarts."""
-        return self._submit(("entry", vhost, queue_name, seq, message_id, expires_at))
+        return self._submit(AddEntry(vhost, queue_name, seq, message_id, expires_at))
 
     def remove_entry(
         self, vhost: str, queue_name: str, seq: int, last_reference_to: int | None
     ) -> int:
-        return self._submit(("entry-", vhost, queue_name, seq, last_reference_to))
+        return self._submit(RemoveEntry(vhost, queue_name, seq, last_reference_to))
 
     def delivered(self, vhost: str, queue_name: str, seq: int) -> int:
-        return self._submit(("deliver", vhost, queue_name, seq))
+        return self._submit(MarkDelivered(vhost, queue_name, seq))
 
 
 SALVAGE_CHUNK = 256
@@ -521,43 +657,3 @@ def _readable_rows(connection: sqlite3.Connection, table: str, skipped: list[str
     if unreadable:
         skipped.append(f"{table}: damaged; {len(rows)} rows read, the rest could not be")
     return rows
-
-
-# Writes that make the database bigger: held back while the disk is full.
-_GROWING = ("message", "entry")
-
-_STATEMENTS: dict[str, Callable[[tuple], list[tuple[str, tuple]]]] = {
-    "exchange": lambda op: [("INSERT OR REPLACE INTO exchanges VALUES (?, ?, ?, ?, ?, ?)", op[1:])],
-    "exchange-": lambda op: [
-        ("DELETE FROM exchanges WHERE vhost = ? AND name = ?", op[1:]),
-        ("DELETE FROM bindings WHERE vhost = ? AND exchange = ?", op[1:]),
-        ("DELETE FROM bindings WHERE vhost = ? AND kind = 'exchange' AND destination = ?", op[1:]),
-    ],
-    "queue": lambda op: [
-        (
-            "INSERT OR IGNORE INTO queues (vhost, name, auto_delete, arguments) "
-            "VALUES (?, ?, ?, ?)",
-            op[1:],
-        )
-    ],
-    "queue-": lambda op: [
-        ("DELETE FROM queues WHERE vhost = ? AND name = ?", op[1:]),
-        ("DELETE FROM bindings WHERE vhost = ? AND kind = 'queue' AND destination = ?", op[1:]),
-        ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ?", op[1:]),
-        ("DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue_messages)", ()),
-    ],
-    "binding": lambda op: [("INSERT OR IGNORE INTO bindings VALUES (?, ?, ?, ?, ?, ?)", op[1:])],
-    "binding-": lambda op: [
-        (
-            "DELETE FROM bindings WHERE vhost = ? AND exchange = ? AND kind = ? "
-            "AND destination = ? AND routing_key = ? AND arguments = ?",
-            op[1:],
-        )
-    ],
-    "message": lambda op: [("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)", op[1:])],
-    "entry": lambda op: [("INSERT OR REPLACE INTO queue_messages VALUES (?, ?, ?, ?, ?)", op[1:])],
-    "entry-": lambda op: [
-        ("DELETE FROM queue_messages WHERE vhost = ? AND queue = ? AND seq = ?", op[1:4]),
-        *([("DELETE FROM messages WHERE id = ?", (op[4],))] if op[4] is not None else []),
-    ],
-}
