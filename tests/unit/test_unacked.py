@@ -8,16 +8,16 @@ from xivo_bus.broker.session.unacked import Unacked
 
 def tracked(count: int) -> Unacked:
     unacked = Unacked()
-    for _ in range(count):
-        tag = unacked.next_tag()
-        unacked.track(tag, f"delivery {tag}")
+    for tag in range(1, count + 1):
+        assert unacked.add(f"delivery {tag}") == tag
     return unacked
 
 
-def test_tags_count_up_from_one():
+def test_tags_count_up_from_one_and_no_ack_deliveries_are_not_kept():
     unacked = Unacked()
-    assert [unacked.next_tag() for _ in range(3)] == [1, 2, 3]
+    assert [unacked.add(None) for _ in range(3)] == [1, 2, 3]
     assert unacked.last_tag == 3 and not unacked
+    assert unacked.add("kept") == 4 and len(unacked) == 1
 
 
 def test_single_tag():

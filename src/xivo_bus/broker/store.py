@@ -222,6 +222,9 @@ class MarkDelivered(NamedTuple):
 
 # Writes that make the database bigger: held back while the disk is full.
 _GROWING = (SaveMessage, AddEntry)
+# Builds a write without the NamedTuple's own __new__ (a Python call): the writes of
+# messages, entries and delivery marks are made for every persistent message.
+_new = tuple.__new__
 
 
 class Store:
@@ -573,12 +576,15 @@ class Store:
 
     def save_message(self, message) -> int:
         return self._submit(
-            SaveMessage(
-                message.store_id,
-                message.exchange,
-                message.routing_key,
-                message.raw_properties,
-                message.body,
+            _new(
+                SaveMessage,
+                (
+                    message.store_id,
+                    message.exchange,
+                    message.routing_key,
+                    message.raw_properties,
+                    message.body,
+                ),
             )
         )
 
@@ -587,15 +593,15 @@ class Store:
     ) -> int:
         """A message in a queue; ``expires_at`` (seconds since the epoch) when a TTL applies,
         so that it keeps its expiry across restarts."""
-        return self._submit(AddEntry(vhost, queue_name, seq, message_id, expires_at))
+        return self._submit(_new(AddEntry, (vhost, queue_name, seq, message_id, expires_at)))
 
     def remove_entry(
         self, vhost: str, queue_name: str, seq: int, last_reference_to: int | None
     ) -> int:
-        return self._submit(RemoveEntry(vhost, queue_name, seq, last_reference_to))
+        return self._submit(_new(RemoveEntry, (vhost, queue_name, seq, last_reference_to)))
 
     def delivered(self, vhost: str, queue_name: str, seq: int) -> int:
-        return self._submit(MarkDelivered(vhost, queue_name, seq))
+        return self._submit(_new(MarkDelivered, (vhost, queue_name, seq)))
 
 
 SALVAGE_CHUNK = 256

@@ -27,6 +27,7 @@ from xivo_bus.broker.model.queue import Consumer, Delivery, Queue
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.roles import QueueOwner
 from xivo_bus.broker.session.confirms import Confirms
+from xivo_bus.broker.session.output import Output
 from xivo_bus.broker.session.transactions import Publish, Transaction
 from xivo_bus.broker.session.unacked import Unacked
 
@@ -46,16 +47,9 @@ class ChannelConnection(QueueOwner, Protocol):
     vhost: VHost
     user_name: str
     max_message_size: int
+    output: Output  # deliveries, returns and get-oks are written straight to it
 
     def send_method(self, channel: int, method: Any) -> None: ...
-
-    def send_content(self, channel: int, method_payload: bytes, message: Message) -> None: ...
-
-    def has_room(self) -> bool: ...
-
-    def hold_output_until(self, write: int) -> None: ...
-
-    def hold_delivery_until(self, write: int) -> None: ...
 
     def confirms_pending(self, channel: Channel) -> None: ...
 
@@ -67,6 +61,7 @@ class ChannelConnection(QueueOwner, Protocol):
 class Channel:
     def __init__(self, connection: ChannelConnection, number: int):
         self.connection = connection
+        self.output = connection.output
         self.number = number
         self.vhost = connection.vhost
         self.consumers: dict[str, Consumer] = {}
@@ -127,21 +122,20 @@ class Channel:
     # -- what queues see (roles.ConsumerChannel) --------------------------------------
 
     def can_send(self) -> bool:
-        return self.connection.has_room() and not self.closing
+        return self.output.has_room() and not self.closing
 
     def can_take(self) -> bool:
         if self.prefetch_global and len(self.unacked) >= self.prefetch_global:
             return False
-        return self.connection.has_room() and not self.closing
+        return self.output.has_room() and not self.closing
 
     def deliver(self, consumer: Consumer, entry: Entry, delivery: Delivery | None, write: int):
-        tag = self.unacked.next_tag()
-        if delivery is not None:
-            self.unacked.track(tag, delivery)
+        tag = self.unacked.add(delivery)
+        output = self.output
         # The delivery goes out only once the store knows it was delivered.
-        self.connection.hold_delivery_until(write)
+        output.hold_delivery_until(write)
         message = entry.message
-        self.connection.send_content(
+        output.write_content(
             self.number,
             frames.deliver_payload(
                 consumer.tag_ss,
@@ -436,10 +430,8 @@ class Channel:
             self.reply(commands.Basic.GetEmpty())
             return
         entry, delivery, write = got
-        tag = self.unacked.next_tag()
-        if delivery is not None:
-            self.unacked.track(tag, delivery)
-        self.connection.hold_delivery_until(write)
+        tag = self.unacked.add(delivery)
+        self.output.hold_delivery_until(write)
         message = entry.message
         get_ok = frames.build(
             commands.Basic.GetOk,
@@ -449,7 +441,7 @@ class Channel:
             routing_key=message.routing_key,
             message_count=queue.message_count,
         )
-        self.connection.send_content(self.number, frames.encode_method(get_ok), message)
+        self.output.write_content(self.number, frames.encode_method(get_ok), message)
 
     # -- basic: acknowledgements ------------------------------------------------------
 
@@ -508,7 +500,7 @@ class Channel:
             return
         write, refused = self._route(exchange, message, method.mandatory)
         # A confirm (or any later reply) waits until the message is on disk.
-        self.connection.hold_output_until(write)
+        self.output.hold_output_until(write)
         if self.confirms is not None:
             self.confirms.published(refused)
             self.connection.confirms_pending(self)
@@ -527,7 +519,7 @@ class Channel:
                     exchange=message.exchange,
                     routing_key=message.routing_key,
                 )
-                self.connection.send_content(self.number, frames.encode_method(returned), message)
+                self.output.write_content(self.number, frames.encode_method(returned), message)
             return 0, False
         write = 0
         refused = False
@@ -578,7 +570,7 @@ class Channel:
             for item in pending:
                 if isinstance(item, Publish):
                     write, _ = self._route(item.exchange, item.message, item.mandatory)
-                    self.connection.hold_output_until(write)
+                    self.output.hold_output_until(write)
                 elif isinstance(item, commands.Basic.Ack):
                     self.on_basic_ack(item)
                 elif isinstance(item, commands.Basic.Nack):

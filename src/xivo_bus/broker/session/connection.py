@@ -18,7 +18,6 @@ from xivo_bus import __version__
 from xivo_bus.amqp import errors, frames
 from xivo_bus.broker.auth import MECHANISMS, AuthenticationFailed, User
 from xivo_bus.broker.model import wording
-from xivo_bus.broker.model.message import Message
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.channel import Channel
@@ -27,6 +26,8 @@ from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.session.state import ConnectionState, Event, State
 
 log = logging.getLogger("xivo_bus.broker")
+
+_RUNNING, _CLOSING, _CLOSED = State.RUNNING, State.CLOSING, State.CLOSED  # read per frame
 
 CHANNEL_MAX = 2047
 FRAME_MAX = 131072
@@ -65,14 +66,13 @@ class Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.reader = frames.FrameReader()
         self.state = ConnectionState()
-        self.output = Output(self.loop, server.store, self._resume_deliveries)
+        self.output = Output(self.loop, server.store, self._resume_deliveries, FRAME_MAX)
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
         self.client_properties: dict = {}
         self.vhost: VHost | None = None
         self.user: User | None = None
         self.channel_max = CHANNEL_MAX
-        self.frame_max = FRAME_MAX
         self.heartbeat = 0
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -109,7 +109,7 @@ class Connection(asyncio.Protocol):
             return
         reader = self.reader
         reader.feed(data)
-        while state.state is not State.CLOSED:
+        while state.state is not _CLOSED:
             try:
                 event = reader.next_event()
             except errors.ConnectionError as error:
@@ -128,7 +128,7 @@ class Connection(asyncio.Protocol):
             for channel in self._confirming:
                 channel.send_confirms()
             self._confirming.clear()
-        if state.state is State.RUNNING:
+        if state.state is _RUNNING:
             self.output.throttle()  # the disk may be behind this client's writes
 
     # -- what channels need (session.channel.ChannelConnection) -----------------------
@@ -143,23 +143,6 @@ class Connection(asyncio.Protocol):
 
     def send_method(self, channel: int, method) -> None:
         self.output.write(frames.method_frame(channel, method))
-
-    def send_content(self, channel: int, method_payload: bytes, message: Message) -> None:
-        self.output.write_frames(
-            frames.content_frames(
-                channel, method_payload, message.raw_properties, message.body, self.frame_max
-            ),
-            len(message.body) + 64,
-        )
-
-    def has_room(self) -> bool:
-        return self.output.has_room()
-
-    def hold_output_until(self, write: int) -> None:
-        self.output.hold_output_until(write)
-
-    def hold_delivery_until(self, write: int) -> None:
-        self.output.hold_delivery_until(write)
 
     def confirms_pending(self, channel: Channel) -> None:
         self._confirming[channel] = None
@@ -206,7 +189,7 @@ class Connection(asyncio.Protocol):
             channel = self.channels.get(event.channel)
             if channel is None:
                 raise wording.channel_expected(60, 40)
-            if channel.closing or self.state.state is not State.RUNNING:
+            if channel.closing or self.state.state is not _RUNNING:
                 return
             try:
                 channel.on_publish(event.method, event.properties, event.body)
@@ -222,9 +205,9 @@ class Connection(asyncio.Protocol):
         elif isinstance(event, frames.MethodFrame):
             if event.channel == 0:
                 self._connection_method(event.method)
-            elif self.state.state is State.RUNNING:
+            elif self.state.state is _RUNNING:
                 self._channel_method(event.channel, event.method)
-            elif self.state.state is not State.CLOSING:
+            elif self.state.state is not _CLOSING:
                 octets = frames.erlang_binary(frames.encode_method(event.method))
                 raise wording.unexpected_frame(octets)
         elif isinstance(event, frames.ProtocolHeader):
@@ -252,10 +235,10 @@ class Connection(asyncio.Protocol):
             self._close_transport()
             return
         if isinstance(method, commands.Connection.CloseOk):
-            if state is State.CLOSING:
+            if state is _CLOSING:
                 self._close_transport()
             return
-        if state is State.CLOSING:
+        if state is _CLOSING:
             return
         event = self.state.expects(method)
         if event is Event.START_OK:
@@ -301,8 +284,8 @@ class Connection(asyncio.Protocol):
         if channel_max > CHANNEL_MAX:
             raise wording.channel_max_too_large(channel_max, CHANNEL_MAX)
         self.channel_max = channel_max
-        self.frame_max = frame_max
         self.reader.frame_max = frame_max
+        self.output.tuned(frame_max)
         self.heartbeat = method.heartbeat
         self.state.advance(Event.TUNE_OK)
 
@@ -455,9 +438,7 @@ class Connection(asyncio.Protocol):
     def _notify_blocked(self, reason: str | None) -> None:
         """The notice is written at once, not held behind output that waits for the
         disk."""
-        if self.state.state is not State.RUNNING or not self.client_capability(
-            "connection.blocked"
-        ):
+        if self.state.state is not _RUNNING or not self.client_capability("connection.blocked"):
             return
         if reason is None:
             frame = frames.method_frame(0, commands.Connection.Unblocked())

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from xivo_bus.amqp import frames
+from xivo_bus.broker.model.message import Message
 from xivo_bus.broker.roles import Durability
 
 # Deliveries stop being handed to a connection whose unsent output exceeds this; they
@@ -33,8 +35,10 @@ class Output:
         loop: asyncio.AbstractEventLoop,
         durability: Durability | None,
         on_room: Callable[[], None],
+        frame_max: int,
     ):
         self._loop = loop
+        self.frame_max = frame_max  # bodies are split into frames of this size at most
         self._durability = durability
         self._on_room = on_room  # deliveries may go on
         self.transport: asyncio.Transport | None = None
@@ -58,10 +62,13 @@ class Output:
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self.flush)
 
-    def write_frames(self, frames: list[bytes], size: int) -> None:
-        """Frames of one content (``size``: its body's length, roughly their total)."""
-        self._out += frames
-        self._size += size
+    def write_content(self, channel: int, method_payload: bytes, message: Message) -> None:
+        """A method with content (basic.deliver, get-ok, return) and its message."""
+        body = message.body
+        self._out += frames.content_frames(
+            channel, method_payload, message.raw_properties, body, self.frame_max
+        )
+        self._size += len(body) + 64
         if self._size > OUTPUT_LIMIT:
             self._full = True
         if self._flush_handle is None:
@@ -72,6 +79,10 @@ class Output:
         notices)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
+
+    def tuned(self, frame_max: int) -> None:
+        """The client agreed on the largest frame (connection.tune-ok)."""
+        self.frame_max = frame_max
 
     @property
     def pending(self) -> bool:

@@ -24,12 +24,12 @@ class Unacked:
     def __bool__(self) -> bool:
         return bool(self._deliveries)
 
-    def next_tag(self) -> int:
-        self.last_tag += 1
-        return self.last_tag
-
-    def track(self, tag: int, delivery: Delivery) -> None:
-        self._deliveries[tag] = delivery
+    def add(self, delivery: Delivery | None) -> int:
+        """The next delivery tag, for ``delivery`` (kept until settled; None: no-ack)."""
+        tag = self.last_tag = self.last_tag + 1
+        if delivery is not None:
+            self._deliveries[tag] = delivery
+        return tag
 
     def take(self, tag: int, multiple: bool) -> list[Delivery]:
         """The deliveries an ack, nack or reject settles: ``tag`` alone, or with
