@@ -76,6 +76,22 @@ class Message:
         message._properties = None
         return message
 
+    # -- on disk: written once, however many durable queues hold it --------------------
+
+    def written_as(self, store_id: int) -> None:
+        """The store gave this message its row (when a first durable queue holds it)."""
+        self.store_id = store_id
+
+    def held_on_disk(self) -> None:
+        """One more durable queue holds this message on disk."""
+        self.stored_refs += 1
+
+    def released_on_disk(self) -> int | None:
+        """One durable queue less holds it on disk; its store id when that was the last
+        one (its row can go too)."""
+        self.stored_refs -= 1
+        return self.store_id if self.stored_refs == 0 else None
+
     @property
     def properties(self) -> commands.Basic.Properties:
         if self._properties is None:

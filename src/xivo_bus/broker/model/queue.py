@@ -235,9 +235,9 @@ class Queue:
         store = self.host.store
         message = entry.message
         if message.store_id is None:
-            message.store_id = store.new_message_id()
+            message.written_as(store.new_message_id())
             store.save_message(message)
-        message.stored_refs += 1
+        message.held_on_disk()
         entry.stored = True
         expires_at = None
         if entry.expires is not None:  # loop time to wall-clock time, for the disk
@@ -257,7 +257,7 @@ class Queue:
             entry.expires = self.clock.time() + expires_at - time.time()
             self._expiring = True
         message = entry.message
-        message.stored_refs += 1
+        message.held_on_disk()
         self._next_seq = max(self._next_seq, entry.seq)
         if message.ttl is None and properties.has_expiration(message.raw_properties):
             message.ttl = parse_expiration(message.properties.expiration)
@@ -271,9 +271,7 @@ class Queue:
         """A message leaves the queue for good (acked, rejected, purged, expired)."""
         if entry.stored:
             entry.stored = False
-            message = entry.message
-            message.stored_refs -= 1
-            last = message.store_id if message.stored_refs == 0 else None
+            last = entry.message.released_on_disk()
             self.host.store.remove_entry(self.host.name, self.name, entry.seq, last)
 
     def _leave(self, entries: list[Entry], reason: str) -> None:
