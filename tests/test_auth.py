@@ -7,7 +7,8 @@ import struct
 import pytest
 from pamqp import encode
 
-from xivo_bus.broker.auth import AuthenticationFailed, User, Users, is_loopback, parse_response
+from xivo_bus.broker.auth import AuthenticationFailed, authenticate, is_loopback, parse_response
+from xivo_bus.broker.users import Users
 
 
 def amqplain(login: str, password: str) -> bytes:
@@ -53,12 +54,14 @@ def test_loopback(host, loopback):
 
 def test_guest_only_from_loopback_other_users_anywhere():
     users = Users()
-    users.add(User("alice", "s3cret"))
-    assert users.authenticate("PLAIN", b"\x00guest\x00guest", "127.0.0.1").name == "guest"
+    users.put(Users.default())
+    users.add("alice", "s3cret")
+    users.add("nopass", None)  # a user without a password cannot log in with one
+    assert authenticate(users, "PLAIN", b"\x00guest\x00guest", "127.0.0.1").name == "guest"
     with pytest.raises(AuthenticationFailed) as failure:
-        users.authenticate("PLAIN", b"\x00guest\x00guest", "192.0.2.7")
+        authenticate(users, "PLAIN", b"\x00guest\x00guest", "192.0.2.7")
     assert failure.value.refused and "can only connect via localhost" in failure.value.reason
-    assert users.authenticate("PLAIN", b"\x00alice\x00s3cret", "192.0.2.7").name == "alice"
-    for response in (b"\x00alice\x00wrong", b"\x00nobody\x00x"):
+    assert authenticate(users, "PLAIN", b"\x00alice\x00s3cret", "192.0.2.7").name == "alice"
+    for response in (b"\x00alice\x00wrong", b"\x00nobody\x00x", b"\x00nopass\x00"):
         with pytest.raises(AuthenticationFailed):
-            users.authenticate("PLAIN", response, "127.0.0.1")
+            authenticate(users, "PLAIN", response, "127.0.0.1")

@@ -17,8 +17,11 @@ from pathlib import Path
 from xivo_bus import __version__
 from xivo_bus.broker.alarms import default_memory_limit
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
+from xivo_bus.broker.control import SOCKET_NAME
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.store import StoreError
+from xivo_bus.ctl import add_arguments as add_ctl_arguments
+from xivo_bus.ctl import main as ctl_main
 from xivo_bus.paths import default_data_dir
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -50,12 +53,14 @@ def _stop_on_signals() -> asyncio.Event:
 async def _serve(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     data_dir = None if args.in_memory else Path(args.data_dir)
+    control_socket = args.ctl_socket or (None if data_dir is None else data_dir / SOCKET_NAME)
     broker = Broker(
         data_dir,
         args.max_store_size,
         consumer_timeout=args.consumer_timeout,
         max_message_size=args.max_message_size,
         memory_limit=args.memory_limit,
+        control_socket=Path(control_socket) if control_socket else None,
     )
     try:
         host, port = await broker.start(args.host, args.port)
@@ -293,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help=http_help)
     serve.add_argument(
+        "--ctl-socket",
+        metavar="PATH",
+        help=f"the control socket of `xivo-bus ctl` (default DATA_DIR/{SOCKET_NAME}; none "
+        "with --in-memory unless given)",
+    )
+    serve.add_argument(
         "--max-store-size",
         type=int,
         metavar="BYTES",
@@ -390,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=10.0, help="connection timeout in seconds (default 10)"
     )
 
+    ctl = commands.add_parser(
+        "ctl", help="manage users, vhosts and permissions of a running broker (rabbitmqctl)"
+    )
+    add_ctl_arguments(ctl)
+
     from xivo_bus.bench.command import add_arguments as add_bench_arguments  # argparse only
 
     bench = commands.add_parser("bench", help="benchmark a broker (ours or RabbitMQ)")
@@ -408,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         return _events(args)
     if args.command == "users":
         return _users(args)
+    if args.command == "ctl":
+        return ctl_main(args)
     if args.command == "bench":
         from xivo_bus.bench.command import main as bench
 

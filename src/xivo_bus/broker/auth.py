@@ -1,17 +1,15 @@
-"""Users and SASL authentication (PLAIN, AMQPLAIN), as RabbitMQ does it.
-
-The default user guest/guest may connect only from loopback, like RabbitMQ's
-``loopback_users``.
-"""
+"""SASL authentication (PLAIN, AMQPLAIN), as RabbitMQ does it, against the users of
+``users.Users``. Users named in ``loopback_users`` (guest by default) may connect only
+from loopback, as in RabbitMQ."""
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import struct
-from dataclasses import dataclass, field
 
 from pamqp import decode
+
+from xivo_bus.broker.users import User, Users
 
 MECHANISMS = ("PLAIN", "AMQPLAIN")
 
@@ -27,31 +25,15 @@ class AuthenticationFailed(Exception):
         self.refused = refused
 
 
-@dataclass
-class User:
-    name: str
-    password: str
-    loopback_only: bool = False
-    vhosts: set[str] = field(default_factory=lambda: {"/"})
-
-
-class Users:
-    def __init__(self) -> None:
-        self._users: dict[str, User] = {"guest": User("guest", "guest", loopback_only=True)}
-
-    def add(self, user: User) -> None:
-        self._users[user.name] = user
-
-    def authenticate(self, mechanism: str, response: bytes, peer_host: str | None) -> User:
-        username, password = parse_response(mechanism, response)
-        user = self._users.get(username)
-        if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
-            raise AuthenticationFailed(mechanism, f"invalid credentials for user '{username}'")
-        if user.loopback_only and not is_loopback(peer_host):
-            raise AuthenticationFailed(
-                mechanism, f"user '{username}' can only connect via localhost"
-            )
-        return user
+def authenticate(users: Users, mechanism: str, response: bytes, peer_host: str | None) -> User:
+    """The user a SASL response logs in as; ``AuthenticationFailed`` otherwise."""
+    username, password = parse_response(mechanism, response)
+    user = users.get(username)
+    if user is None or not user.check_password(password):
+        raise AuthenticationFailed(mechanism, f"invalid credentials for user '{username}'")
+    if username in users.loopback_users and not is_loopback(peer_host):
+        raise AuthenticationFailed(mechanism, f"user '{username}' can only connect via localhost")
+    return user
 
 
 def is_loopback(host: str | None) -> bool:

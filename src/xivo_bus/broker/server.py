@@ -9,15 +9,24 @@ import logging
 from pathlib import Path
 
 from xivo_bus.amqp import errors
+from xivo_bus.broker.admin import Admin
 from xivo_bus.broker.alarms import Alarms
-from xivo_bus.broker.auth import Users
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT, ConsumerTimeout
+from xivo_bus.broker.control import Control
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.message import Message
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.connection import Connection
 from xivo_bus.broker.session.server_state import ServerState
-from xivo_bus.broker.store import Recovered, Store
+from xivo_bus.broker.store import Recovered, Store, StoredUser
+from xivo_bus.broker.users import (
+    DEFAULT_USER,
+    DEFAULT_VHOST,
+    Permission,
+    TopicPermission,
+    User,
+    Users,
+)
 
 log = logging.getLogger("xivo_bus.broker")
 
@@ -37,14 +46,17 @@ class Broker:
         consumer_timeout: int | None = DEFAULT_CONSUMER_TIMEOUT,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         memory_limit: int | None = None,
+        loopback_users: tuple[str, ...] = (DEFAULT_USER,),
+        control_socket: Path | None = None,
     ):
         self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
         connections: set[Connection] = set()
         self.alarms = Alarms(connections, memory_limit)
         loop = asyncio.get_running_loop()
+        self.loop = loop
         self.state = ServerState(
-            vhosts={"/": VHost(loop, "/", self.store)},
-            users=Users(),
+            vhosts={},
+            users=Users(loopback_users),
             alarms=self.alarms,
             store=self.store,
             max_message_size=max_message_size,
@@ -58,10 +70,30 @@ class Broker:
         )
         self.server: asyncio.base_events.Server | None = None
         self.recovered: Recovered | None = None
+        self.admin = Admin(self.state, loop)
+        self.control = Control(self.admin, control_socket) if control_socket else None
+        if self.store is None:
+            self._defaults()
+
+    def _defaults(self) -> list[int]:
+        """A broker's first start: vhost ``/`` and guest/guest, administrator, with every
+        permission on ``/`` (as RabbitMQ's first start). Returns the store writes."""
+        self.vhosts[DEFAULT_VHOST] = VHost(self.loop, DEFAULT_VHOST, self.store)
+        guest = Users.default()
+        self.state.users.put(guest)
+        if self.store is None:
+            return []
+        return [self.store.save_vhost(DEFAULT_VHOST), self.store.save_user(guest)]
 
     def _recover(self) -> None:
         """Read the store back: durable definitions and persistent messages."""
         self.recovered = recovered = self.store.open()
+        if recovered.fresh:
+            self._defaults()
+        for name in recovered.vhosts:
+            self.vhosts[name] = VHost(self.loop, name, self.store)
+        for stored in recovered.users:
+            self.state.users.put(user_from_store(stored))
         for vhost in self.vhosts.values():
             vhost.restore(recovered)
         messages: dict[int, Message] = {}  # shared by the queues holding the same one
@@ -99,6 +131,8 @@ class Broker:
         )
         if self.consumer_timeout is not None:
             self.consumer_timeout.start(loop)
+        if self.control is not None:
+            await self.control.start()
         self.alarms.start(loop)
         address = self.server.sockets[0].getsockname()
         return address[0], address[1]
@@ -108,6 +142,8 @@ class Broker:
         with 320 CONNECTION_FORCED, wait briefly for their close-ok."""
         if self.server is not None:
             self.server.close()
+        if self.control is not None:
+            self.control.close()
         if self.consumer_timeout is not None:
             self.consumer_timeout.stop()
         self.alarms.stop()
@@ -127,3 +163,17 @@ class Broker:
             connection.abort()
         if self.server is not None:
             await self.server.wait_closed()
+
+
+def user_from_store(stored: StoredUser) -> User:
+    return User(
+        stored.name,
+        stored.password_hash,
+        stored.hashing,
+        tuple(stored.tags),
+        {vhost: Permission(*patterns) for vhost, patterns in stored.permissions.items()},
+        {
+            vhost: {name: TopicPermission(name, *patterns) for name, patterns in by_name.items()}
+            for vhost, by_name in stored.topic_permissions.items()
+        },
+    )

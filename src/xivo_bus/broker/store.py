@@ -13,6 +13,7 @@ reported, the damaged file is set aside, and the broker starts.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import shutil
@@ -47,6 +48,10 @@ CREATE TABLE IF NOT EXISTS bindings (
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL,
     properties BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS vhosts (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, hashing TEXT NOT NULL,
+    tags TEXT NOT NULL, permissions TEXT NOT NULL, topic_permissions TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS queue_messages (
     vhost TEXT NOT NULL, queue TEXT NOT NULL, seq INTEGER NOT NULL,
     message_id INTEGER NOT NULL, expires_at REAL,
@@ -85,6 +90,21 @@ class Recovered:
     # (vhost, exchange, "queue" or "exchange", destination, routing key, arguments)
     bindings: list[tuple[str, str, str, str, str, dict]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    vhosts: list[str] = field(default_factory=list)
+    users: list[StoredUser] = field(default_factory=list)
+    # a new store (or one from before users were kept): the broker makes the default
+    # vhost and user, as RabbitMQ does on its first start
+    fresh: bool = False
+
+
+@dataclass
+class StoredUser:
+    name: str
+    password_hash: str
+    hashing: str
+    tags: list[str]
+    permissions: dict[str, list[str]]  # vhost -> [configure, write, read]
+    topic_permissions: dict[str, dict[str, list[str]]]  # vhost -> exchange -> [write, read]
 
 
 # -- the writes: each one a statement or a few, applied in order in one transaction ---------
@@ -220,6 +240,48 @@ class MarkDelivered(NamedTuple):
     seq: int
 
 
+class SaveUser(NamedTuple):
+    name: str
+    password_hash: str
+    hashing: str
+    tags: str  # JSON
+    permissions: str  # JSON
+    topic_permissions: str  # JSON
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?)", self)]
+
+
+class DeleteUser(NamedTuple):
+    name: str
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("DELETE FROM users WHERE name = ?", self)]
+
+
+class SaveVhost(NamedTuple):
+    name: str
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [("INSERT OR IGNORE INTO vhosts VALUES (?)", self)]
+
+
+class DeleteVhost(NamedTuple):
+    """A vhost and everything in it."""
+
+    name: str
+
+    def statements(self) -> list[tuple[str, tuple]]:
+        return [
+            *(
+                (f"DELETE FROM {table} WHERE vhost = ?", self)
+                for table in ("exchanges", "queues", "bindings", "queue_messages")
+            ),
+            ("DELETE FROM vhosts WHERE name = ?", self),
+            ("DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue_messages)", ()),
+        ]
+
+
 # Writes that make the database bigger: held back while the disk is full.
 _GROWING = (SaveMessage, AddEntry)
 # Builds a write without the NamedTuple's own __new__ (a Python call): the writes of
@@ -249,6 +311,7 @@ class Store:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: sqlite3.Connection | None = None
+        self._created_users_table = False
 
     # -- opening and recovery -----------------------------------------------------------
 
@@ -260,12 +323,18 @@ class Store:
         except OSError as error:
             raise StoreError(f"cannot create data directory {self.directory}: {error}") from None
         started = time.monotonic()
+        fresh = False
         try:
-            recovered = self._read(self._connect())
+            connection = self._connect()
+            fresh = self._created_users_table
+            recovered = self._read(connection)
         except sqlite3.DatabaseError as error:
             recovered = self._salvage(error)
+            # no user could be saved: start again with the default one, not locked out
+            fresh = not recovered.users
         except OSError as error:
             raise StoreError(f"cannot open {self.path}: {error}") from None
+        recovered.fresh = fresh
         last_id = self._connection.execute("SELECT max(id) FROM messages").fetchone()[0]
         self._next_message_id = (last_id or 0) + 1
         log.info(
@@ -293,7 +362,14 @@ class Store:
         try:
             connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
+            for suffix in ("", "-wal", "-shm"):  # it holds password hashes: owner only
+                path = Path(f"{self.path}{suffix}")
+                if path.exists():
+                    path.chmod(0o600)
             connection.execute("PRAGMA synchronous=FULL")
+            self._created_users_table = not connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'"
+            ).fetchone()
             connection.executescript(SCHEMA)
             _upgrade(connection)
             if self.size_limit:
@@ -309,6 +385,23 @@ class Store:
     @staticmethod
     def _read(connection: sqlite3.Connection, skipped: list[str] | None = None) -> Recovered:
         recovered = Recovered(skipped=skipped if skipped is not None else [])
+        recovered.vhosts = [name for (name,) in connection.execute("SELECT name FROM vhosts")]
+        for name, password_hash, hashing, tags, permissions, topic in connection.execute(
+            "SELECT name, password_hash, hashing, tags, permissions, topic_permissions FROM users"
+        ):
+            try:
+                recovered.users.append(
+                    StoredUser(
+                        name,
+                        password_hash,
+                        hashing,
+                        json.loads(tags),
+                        json.loads(permissions),
+                        json.loads(topic),
+                    )
+                )
+            except ValueError:
+                recovered.skipped.append(f"user '{name}': unreadable")
         for vhost, name, type_name, auto_delete, internal, arguments in connection.execute(
             "SELECT vhost, name, type, auto_delete, internal, arguments FROM exchanges"
         ):
@@ -368,7 +461,15 @@ class Store:
         rows: dict[str, list[tuple]] = {}
         try:
             old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
-            for table in ("exchanges", "queues", "bindings", "messages", "queue_messages"):
+            for table in (
+                "vhosts",
+                "users",
+                "exchanges",
+                "queues",
+                "bindings",
+                "messages",
+                "queue_messages",
+            ):
                 rows[table] = _readable_rows(old, table, skipped)
             old.close()
         except sqlite3.DatabaseError as failure:
@@ -573,6 +674,35 @@ class Store:
         return self._submit(
             op(vhost, exchange, kind, destination, routing_key, encode_table(arguments))
         )
+
+    def save_user(self, user) -> int:
+        """A user as ``users.User`` holds it: password hash, tags and permissions."""
+        return self._submit(
+            SaveUser(
+                user.name,
+                user.password_hash,
+                user.hashing,
+                json.dumps(list(user.tags)),
+                json.dumps(
+                    {vhost: [p.configure, p.write, p.read] for vhost, p in user.permissions.items()}
+                ),
+                json.dumps(
+                    {
+                        vhost: {name: [p.write, p.read] for name, p in by_exchange.items()}
+                        for vhost, by_exchange in user.topic_permissions.items()
+                    }
+                ),
+            )
+        )
+
+    def delete_user(self, name: str) -> int:
+        return self._submit(DeleteUser(name))
+
+    def save_vhost(self, name: str) -> int:
+        return self._submit(SaveVhost(name))
+
+    def delete_vhost(self, name: str) -> int:
+        return self._submit(DeleteVhost(name))
 
     def save_message(self, message) -> int:
         return self._submit(

@@ -35,6 +35,7 @@ PREDECLARED = (
 )
 TRACE_EXCHANGE = "amq.rabbitmq.trace"  # RabbitMQ's firehose: internal, topic
 XIVO_CTI = "xivo-cti"
+DEFAULT_VHOST = "/"
 
 
 class VHost:
@@ -51,7 +52,8 @@ class VHost:
         self.exchanges[TRACE_EXCHANGE] = exchange_class("topic")(
             TRACE_EXCHANGE, durable=True, internal=True
         )
-        self.exchanges[XIVO_CTI] = exchange_class("direct")(XIVO_CTI, durable=True)
+        if name == DEFAULT_VHOST:  # XiVO's CTI server publishes there
+            self.exchanges[XIVO_CTI] = exchange_class("direct")(XIVO_CTI, durable=True)
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -185,6 +187,14 @@ class VHost:
         if queue.stores_messages and not queue.exclusive:
             self.store.delete_queue(self.name, queue.name)
         return count
+
+    def delete_everything(self) -> None:
+        """The vhost is deleted: every queue goes (its consumers cancelled, its timers
+        stopped, its stored messages removed); the store then forgets the vhost."""
+        for queue in [*self.queues.values(), *self.reply_queues.values()]:
+            queue.delete()
+        self.queues.clear()
+        self.reply_queues.clear()
 
     # -- direct reply-to --------------------------------------------------------------
 

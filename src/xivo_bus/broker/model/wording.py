@@ -122,6 +122,29 @@ def not_empty(queue: str, vhost: str) -> ChannelError:
     return ChannelError(errors.PRECONDITION_FAILED, f"{resource('queue', queue, vhost)} not empty")
 
 
+# -- access control -------------------------------------------------------------------------
+
+
+def access_refused(kind: str, name: str, vhost: str, user: str) -> ChannelError:
+    return ChannelError(
+        errors.ACCESS_REFUSED, f"access to {resource(kind, name, vhost)} refused for user '{user}'"
+    )
+
+
+def topic_access_refused(routing_key: str, exchange: str, vhost: str, user: str):
+    return ChannelError(
+        errors.ACCESS_REFUSED,
+        f"access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused "
+        f"for user '{user}'",
+    )
+
+
+def vhost_access_refused(vhost: str, user: str) -> ConnectionError:
+    return ConnectionError(
+        errors.NOT_ALLOWED, f"access to vhost '{vhost}' refused for user '{user}'", 10, 40
+    )
+
+
 # -- names and exchanges --------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from pamqp import commands
 
 from xivo_bus.amqp import errors, frames, properties
+from xivo_bus.broker.access import Access
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.arguments import consumer_priority, parse_expiration
 from xivo_bus.broker.model.exchanges import Exchange, exchange_class
@@ -30,6 +31,7 @@ from xivo_bus.broker.session.confirms import Confirms
 from xivo_bus.broker.session.output import Output
 from xivo_bus.broker.session.transactions import Publish, Transaction
 from xivo_bus.broker.session.unacked import Unacked
+from xivo_bus.broker.users import User
 
 _NO_ROUTE_TEXT = "NO_ROUTE"
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -45,6 +47,7 @@ class ChannelConnection(QueueOwner, Protocol):
     """What a channel needs of its connection."""
 
     vhost: VHost
+    user: User
     user_name: str
     max_message_size: int
     output: Output  # deliveries, returns and get-oks are written straight to it
@@ -64,6 +67,7 @@ class Channel:
         self.output = connection.output
         self.number = number
         self.vhost = connection.vhost
+        self.access = Access(connection.user, self.vhost.name)
         self.consumers: dict[str, Consumer] = {}
         self.unacked = Unacked()
         self.prefetch_count = 0  # for consumers created from now on (global=false)
@@ -209,6 +213,13 @@ class Channel:
                 raise wording.default_exchange_refused()
             if name.startswith("amq.") and name not in self.vhost.exchanges:
                 raise wording.reserved_prefix("exchange", name)
+            self.access.check_exchange("configure", name)
+            alternate = (method.arguments or {}).get("alternate-exchange")
+            if isinstance(alternate, (str, bytes)):
+                # as RabbitMQ: read on the exchange, write on its alternate
+                self.access.check_exchange("read", name)
+                alternate = alternate.decode() if isinstance(alternate, bytes) else alternate
+                self.access.check_exchange("write", alternate)
             self.vhost.declare_exchange(
                 name,
                 method.exchange_type,
@@ -226,6 +237,7 @@ class Channel:
             raise wording.default_exchange_refused()
         if name.startswith("amq."):
             raise wording.system_exchange_deletion(name, self.vhost.name)
+        self.access.check_exchange("configure", name)
         self.vhost.delete_exchange(name, method.if_unused)
         if not method.nowait:
             self.reply(commands.Exchange.DeleteOk())
@@ -249,6 +261,12 @@ class Channel:
                 name = generated_name("amq.gen-")
             elif name.startswith("amq."):
                 raise wording.reserved_prefix("queue", name)
+            self.access.check("configure", "queue", name)
+            dlx = (method.arguments or {}).get("x-dead-letter-exchange")
+            if isinstance(dlx, str):
+                # as RabbitMQ: read on the queue, write on its dead-letter exchange
+                self.access.check("read", "queue", name)
+                self.access.check_exchange("write", dlx)
             queue = self.vhost.declare_queue(
                 name,
                 method.durable,
@@ -281,8 +299,18 @@ class Channel:
             raise wording.default_exchange_refused()
         return queue_name, routing_key
 
+    def _check_binding(self, kind: str, destination: str, source: str, routing_key: str):
+        """As RabbitMQ: write on the destination, read on the source, and topic read
+        permission on the binding key for a topic exchange."""
+        self.access.check("write", kind, destination)
+        self.access.check_exchange("read", source)
+        exchange = self.vhost.exchanges.get(source)
+        if exchange is not None and exchange.type_name == "topic":
+            self.access.check_topic("read", source, routing_key)
+
     def on_queue_bind(self, method: commands.Queue.Bind) -> None:
         queue_name, routing_key = self._binding_names(method)
+        self._check_binding("queue", queue_name, method.exchange, routing_key)
         exchange = self.vhost.exchange(method.exchange)
         queue = self.vhost.queue(queue_name, self.connection)
         self.vhost.bind(exchange, queue, routing_key, method.arguments or {})
@@ -292,6 +320,7 @@ class Channel:
     def on_queue_unbind(self, method: commands.Queue.Unbind) -> None:
         # Unbinding what does not exist succeeds, as in RabbitMQ.
         queue_name, routing_key = self._binding_names(method)
+        self._check_binding("queue", queue_name, method.exchange, routing_key)
         exchange = self.vhost.exchanges.get(method.exchange)
         queue = self.vhost.queues.get(queue_name)
         arguments = method.arguments or {}
@@ -308,6 +337,7 @@ class Channel:
         """Source and destination of an exchange.bind/unbind (source checked first)."""
         if method.source == "" or method.destination == "":
             raise wording.default_exchange_refused()
+        self._check_binding("exchange", method.destination, method.source, method.routing_key)
         return self.vhost.exchange(method.source), self.vhost.exchange(method.destination)
 
     def on_exchange_bind(self, method: commands.Exchange.Bind) -> None:
@@ -319,6 +349,7 @@ class Channel:
     def on_exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
         if method.source == "" or method.destination == "":
             raise wording.default_exchange_refused()
+        self._check_binding("exchange", method.destination, method.source, method.routing_key)
         source = self.vhost.exchanges.get(method.source)
         destination = self.vhost.exchanges.get(method.destination)
         if source is not None and destination is not None:
@@ -327,12 +358,14 @@ class Channel:
             self.reply(commands.Exchange.UnbindOk())
 
     def on_queue_purge(self, method: commands.Queue.Purge) -> None:
+        self.access.check("read", "queue", self._queue_name(method.queue))
         count = self._queue(method.queue).purge()
         if not method.nowait:
             self.reply(commands.Queue.PurgeOk(message_count=count))
 
     def on_queue_delete(self, method: commands.Queue.Delete) -> None:
         name = self._queue_name(method.queue)
+        self.access.check("configure", "queue", name)
         queue = self.vhost.queues.get(name)
         count = 0
         if queue is not None:
@@ -365,6 +398,7 @@ class Channel:
         if method.queue == REPLY_TO:
             queue = self._reply_queue(method)
         else:
+            self.access.check("read", "queue", self._queue_name(method.queue))
             queue = self._queue(method.queue)
         tag = method.consumer_tag or generated_name("amq.ctag-")
         if tag in self.consumers:
@@ -424,6 +458,7 @@ class Channel:
             self._remove_consumer(consumer)
 
     def on_basic_get(self, method: commands.Basic.Get) -> None:
+        self.access.check("read", "queue", self._queue_name(method.queue))
         queue = self._queue(method.queue)
         got = queue.get(method.no_ack)
         if got is None:
@@ -476,9 +511,12 @@ class Channel:
     # -- basic: publishing ------------------------------------------------------------
 
     def on_publish(self, method: commands.Basic.Publish, raw_properties: bytes, body: bytes):
+        self.access.check_exchange("write", method.exchange)
         exchange = self.vhost.exchanges.get(method.exchange)
         if exchange is None:
             raise wording.not_found("exchange", method.exchange, self.vhost.name)
+        if exchange.type_name == "topic":
+            self.access.check_topic("write", method.exchange, method.routing_key)
         if exchange.internal:
             raise wording.internal_exchange(method.exchange, self.vhost.name)
         if method.immediate:

@@ -16,7 +16,7 @@ from pamqp import commands
 
 from xivo_bus import __version__
 from xivo_bus.amqp import errors, frames
-from xivo_bus.broker.auth import MECHANISMS, AuthenticationFailed, User
+from xivo_bus.broker.auth import MECHANISMS, AuthenticationFailed, authenticate
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
@@ -24,6 +24,7 @@ from xivo_bus.broker.session.channel import Channel
 from xivo_bus.broker.session.output import ALARM, SHUTDOWN, Output
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.session.state import ConnectionState, Event, State
+from xivo_bus.broker.users import User
 
 log = logging.getLogger("xivo_bus.broker")
 
@@ -257,7 +258,7 @@ class Connection(asyncio.Protocol):
             response = response.encode("utf-8")
         mechanism = method.mechanism
         try:
-            self.user = self.server.users.authenticate(mechanism, response, self.peer_host)
+            self.user = authenticate(self.server.users, mechanism, response, self.peer_host)
         except AuthenticationFailed as failure:
             log.warning("connection %s: login refused: %s", self.peer, failure.reason)
             # Like RabbitMQ: a refused login is explained to clients that asked for it;
@@ -291,8 +292,10 @@ class Connection(asyncio.Protocol):
 
     def _open(self, method: commands.Connection.Open) -> None:
         vhost = self.server.vhosts.get(method.virtual_host)
-        if vhost is None or method.virtual_host not in self.user.vhosts:
+        if vhost is None:
             raise wording.vhost_not_found(method.virtual_host)
+        if vhost.name not in self.user.permissions:
+            raise wording.vhost_access_refused(vhost.name, self.user.name)
         self.vhost = vhost
         self.state.advance(Event.OPEN)
         self._cancel_timer()

@@ -1,0 +1,230 @@
+"""What an operator does to a running broker: users, vhosts and permissions, as
+``rabbitmqctl`` does them (``rabbit_auth_backend_internal``, ``rabbit_vhost``), with its
+refusals and exit codes. Every change is on disk before it is answered.
+
+``control`` serves these over a local socket to ``xivo-bus ctl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from xivo_bus.amqp import errors
+from xivo_bus.broker.model.vhost import VHost
+from xivo_bus.broker.session.server_state import ServerState
+from xivo_bus.broker.users import User, UserError
+
+# sysexits, as rabbitmqctl uses them
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+
+
+class AdminError(Exception):
+    """A refused command: rabbitmqctl's message and exit code."""
+
+    def __init__(self, message: str, code: int = EX_SOFTWARE):
+        super().__init__(message)
+        self.code = code
+
+
+class _CommitWaiter:
+    """Resolves ``future`` once the store has committed write ``write``."""
+
+    def __init__(self, store: Any, write: int, future: asyncio.Future):
+        self.store, self.write, self.future = store, write, future
+
+    def store_committed(self) -> None:
+        if self.store.committed >= self.write:
+            if not self.future.done():
+                self.future.set_result(None)
+        else:
+            self.store.notify(self)
+
+
+class Admin:
+    def __init__(self, state: ServerState, clock: asyncio.AbstractEventLoop):
+        self.state = state
+        self.clock = clock
+
+    @property
+    def users(self):
+        return self.state.users
+
+    async def _on_disk(self, write: int) -> None:
+        store = self.state.store
+        if store is None or write <= store.committed:
+            return
+        future = asyncio.get_running_loop().create_future()
+        store.notify(_CommitWaiter(store, write, future))
+        await future
+
+    async def _save(self, user: User) -> None:
+        if self.state.store is not None:
+            await self._on_disk(self.state.store.save_user(user))
+
+    def _user(self, name: str, quoted: bool = True) -> User:
+        user = self.users.get(name)
+        if user is None:
+            shown = f'"{name}"' if quoted else name
+            raise AdminError(f"User {shown} does not exist", EX_NOUSER)
+        return user
+
+    def _vhost(self, name: str) -> VHost:
+        vhost = self.state.vhosts.get(name)
+        if vhost is None:
+            raise AdminError(f"Virtual host {name} does not exist", EX_UNAVAILABLE)
+        return vhost
+
+    def _close_connections(self, text: str, which) -> None:
+        for connection in list(self.state.connections):
+            if which(connection):
+                connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {text}")
+
+    # -- users ------------------------------------------------------------------------
+
+    async def add_user(self, name: str, password: str | None) -> None:
+        try:
+            user = self.users.add(name, password)
+        except UserError as error:
+            raise AdminError(str(error), EX_SOFTWARE) from None
+        await self._save(user)
+
+    async def delete_user(self, name: str) -> None:
+        self._user(name)
+        self.users.delete(name)
+        if self.state.store is not None:
+            await self._on_disk(self.state.store.delete_user(name))
+        self._close_connections(
+            f"user '{name}' is deleted",
+            lambda connection: connection.user is not None and connection.user.name == name,
+        )
+
+    async def change_password(self, name: str, password: str) -> None:
+        self._user(name)
+        await self._save(self.users.change_password(name, password))
+
+    async def clear_password(self, name: str) -> None:
+        self._user(name)
+        await self._save(self.users.clear_password(name))
+
+    async def authenticate_user(self, name: str, password: str) -> None:
+        user = self.users.get(name)
+        if user is None or not user.check_password(password):
+            raise AdminError(
+                f'Error: failed to authenticate user "{name}"\n'
+                f"user '{name}' - invalid credentials",
+                EX_DATAERR,
+            )
+
+    async def set_user_tags(self, name: str, tags: list[str]) -> None:
+        self._user(name)
+        await self._save(self.users.set_tags(name, tags))
+
+    async def list_users(self) -> list[dict]:
+        return [{"user": user.name, "tags": list(user.tags)} for user in self.users]
+
+    # -- vhosts -----------------------------------------------------------------------
+
+    async def add_vhost(self, name: str) -> None:
+        if not name:
+            raise AdminError("virtual host name cannot be empty", EX_DATAERR)
+        if name in self.state.vhosts:
+            return  # as rabbitmqctl: adding an existing vhost succeeds
+        store = self.state.store
+        self.state.vhosts[name] = VHost(self.clock, name, store)
+        if store is not None:
+            await self._on_disk(store.save_vhost(name))
+
+    async def delete_vhost(self, name: str) -> None:
+        vhost = self.state.vhosts.get(name)
+        if vhost is None:
+            raise AdminError(f"Virtual host '{name}' does not exist", EX_DATAERR)
+        self._close_connections(
+            f"vhost '{name}' is deleted", lambda connection: connection.vhost is vhost
+        )
+        del self.state.vhosts[name]
+        vhost.delete_everything()
+        store = self.state.store
+        if store is not None:
+            await self._on_disk(store.delete_vhost(name))
+        for user in self.users.forget_vhost(name):
+            await self._save(user)
+
+    async def list_vhosts(self) -> list[dict]:
+        return [{"name": name} for name in sorted(self.state.vhosts)]
+
+    # -- permissions ------------------------------------------------------------------
+
+    async def set_permissions(
+        self, vhost: str, user: str, configure: str, write: str, read: str
+    ) -> None:
+        self._user(user, quoted=False)
+        self._vhost(vhost)
+        try:
+            changed = self.users.set_permissions(user, vhost, configure, write, read)
+        except UserError as error:
+            raise AdminError(str(error), EX_UNAVAILABLE) from None
+        await self._save(changed)
+
+    async def clear_permissions(self, vhost: str, user: str) -> None:
+        self._user(user)
+        self._vhost(vhost)
+        await self._save(self.users.clear_permissions(user, vhost))
+
+    async def list_permissions(self, vhost: str) -> list[dict]:
+        self._vhost(vhost)
+        return [
+            {"user": user.name, **_permission(user.permissions[vhost])}
+            for user in self.users
+            if vhost in user.permissions
+        ]
+
+    async def list_user_permissions(self, user: str) -> list[dict]:
+        found = self._user(user)
+        return [
+            {"vhost": vhost, **_permission(permission)}
+            for vhost, permission in sorted(found.permissions.items())
+        ]
+
+    async def set_topic_permissions(
+        self, vhost: str, user: str, exchange: str, write: str, read: str
+    ) -> None:
+        self._user(user, quoted=False)
+        self._vhost(vhost)
+        try:
+            changed = self.users.set_topic_permissions(user, vhost, exchange, write, read)
+        except UserError as error:
+            raise AdminError(str(error), EX_UNAVAILABLE) from None
+        await self._save(changed)
+
+    async def clear_topic_permissions(self, vhost: str, user: str, exchange: str | None):
+        self._user(user)
+        self._vhost(vhost)
+        await self._save(self.users.clear_topic_permissions(user, vhost, exchange))
+
+    async def list_topic_permissions(self, vhost: str) -> list[dict]:
+        self._vhost(vhost)
+        return [
+            {"user": user.name, "exchange": name, "write": p.write, "read": p.read}
+            for user in self.users
+            for name, p in sorted(user.topic_permissions.get(vhost, {}).items())
+        ]
+
+    async def list_user_topic_permissions(self, user: str) -> list[dict]:
+        found = self._user(user)
+        return [
+            {"vhost": vhost, "exchange": name, "write": p.write, "read": p.read}
+            for vhost, by_exchange in sorted(found.topic_permissions.items())
+            for name, p in sorted(by_exchange.items())
+        ]
+
+
+def _permission(permission) -> dict:
+    return {
+        "configure": permission.configure,
+        "write": permission.write,
+        "read": permission.read,
+    }

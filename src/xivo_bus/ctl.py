@@ -1,0 +1,196 @@
+"""``xivo-bus ctl``: rabbitmqctl's verbs for users, vhosts and permissions, against the
+running broker (through its control socket), with rabbitmqctl's arguments, output and
+exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+from xivo_bus.broker.control import SOCKET_NAME
+from xivo_bus.paths import default_data_dir
+
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+
+# verb: (positional arguments, takes -p, banner, columns of a listing)
+VERBS: dict[str, tuple[tuple[str, ...], bool, str, tuple[str, ...] | None]] = {
+    "add_user": (("name", "password?"), False, 'Adding user "{name}" ...', None),
+    "delete_user": (("name",), False, 'Deleting user "{name}" ...', None),
+    "change_password": (
+        ("name", "password?"),
+        False,
+        'Changing password for user "{name}" ...',
+        None,
+    ),
+    "clear_password": (("name",), False, 'Clearing password for user "{name}" ...', None),
+    "authenticate_user": (("name", "password?"), False, 'Authenticating user "{name}" ...', None),
+    "set_user_tags": (
+        ("name", "tags*"),
+        False,
+        'Setting tags for user "{name}" to [{tags}] ...',
+        None,
+    ),
+    "list_users": ((), False, "Listing users ...", ("user", "tags")),
+    "add_vhost": (("name",), False, 'Adding vhost "{name}" ...', None),
+    "delete_vhost": (("name",), False, 'Deleting vhost "{name}" ...', None),
+    "list_vhosts": ((), False, "Listing vhosts ...", ("name",)),
+    "set_permissions": (
+        ("user", "configure", "write", "read"),
+        True,
+        'Setting permissions for user "{user}" in vhost "{vhost}" ...',
+        None,
+    ),
+    "clear_permissions": (
+        ("user",),
+        True,
+        'Clearing permissions for user "{user}" in vhost "{vhost}" ...',
+        None,
+    ),
+    "list_permissions": (
+        (),
+        True,
+        'Listing permissions for vhost "{vhost}" ...',
+        ("user", "configure", "write", "read"),
+    ),
+    "list_user_permissions": (
+        ("user",),
+        False,
+        'Listing permissions for user "{user}" ...',
+        ("vhost", "configure", "write", "read"),
+    ),
+    "set_topic_permissions": (
+        ("user", "exchange", "write", "read"),
+        True,
+        'Setting topic permissions on "{exchange}" for user "{user}" in vhost "{vhost}" ...',
+        None,
+    ),
+    "clear_topic_permissions": (
+        ("user", "exchange?"),
+        True,
+        'Clearing topic permissions{on} for user "{user}" in vhost "{vhost}" ...',
+        None,
+    ),
+    "list_topic_permissions": (
+        (),
+        True,
+        'Listing topic permissions for vhost "{vhost}" ...',
+        ("user", "exchange", "write", "read"),
+    ),
+    "list_user_topic_permissions": (
+        ("user",),
+        False,
+        'Listing topic permissions for user "{user}" ...',
+        ("vhost", "exchange", "write", "read"),
+    ),
+}
+DONE = {
+    "add_user": "Done. Don't forget to grant the user permissions to some virtual hosts! "
+    "See 'xivo-bus ctl set_permissions --help' to learn more.",
+    "authenticate_user": "Success",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=str(default_data_dir()),
+        help=f"the broker's data directory, where its control socket is "
+        f"(default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--socket", help=f"the control socket (default DATA_DIR/{SOCKET_NAME}, as serve makes it)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no banner line")
+    parser.add_argument("--formatter", choices=["table", "json"], default="table")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, (positionals, takes_vhost, _, _) in VERBS.items():
+        sub = verbs.add_parser(verb, help=verb.replace("_", " "))
+        if takes_vhost:
+            sub.add_argument("-p", "--vhost", default="/", help="the virtual host (default /)")
+        for positional in positionals:
+            name = positional.rstrip("?*")
+            if positional.endswith("?"):
+                sub.add_argument(name, nargs="?", help=f"{name} (read from stdin if not given)")
+            elif positional.endswith("*"):
+                sub.add_argument(name, nargs="*")
+            else:
+                sub.add_argument(name)
+        # options after the verb too, as rabbitmqctl takes them
+        sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+        sub.add_argument("--formatter", choices=["table", "json"], default=argparse.SUPPRESS)
+
+
+def main(args: argparse.Namespace) -> int:
+    positionals, takes_vhost, banner, columns = VERBS[args.verb]
+    request: dict = {}
+    for positional in positionals:
+        name = positional.rstrip("?*")
+        request[name] = getattr(args, name)
+    if takes_vhost:
+        request["vhost"] = args.vhost
+    if "password" in request and request["password"] is None:
+        request["password"] = _read_password()
+    if not args.quiet:
+        shown = {**request, "tags": ", ".join(request.get("tags") or ())}
+        shown["on"] = f' on "{request["exchange"]}"' if request.get("exchange") else ""
+        print(banner.format(**shown), flush=True)
+    path = Path(args.socket) if args.socket else Path(args.data_dir) / SOCKET_NAME
+    try:
+        answer = _ask(path, args.verb, request)
+    except OSError as error:
+        print(
+            f"Error: cannot reach the broker's control socket {path}: "
+            f"{error.strerror or error} (is `xivo-bus serve` running with this --data-dir?)",
+            file=sys.stderr,
+        )
+        return EX_UNAVAILABLE
+    if "error" in answer:
+        print(f"Error:\n{answer['error']}", file=sys.stderr)
+        return int(answer.get("code") or 70)
+    rows = answer.get("ok")
+    if columns is not None:
+        _print_rows(rows or [], columns, args.formatter)
+    elif args.verb in DONE and not args.quiet:
+        print(DONE[args.verb])
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _ask(path: Path, verb: str, args: dict) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(60)
+        sock.connect(os.fspath(path))
+        sock.sendall(json.dumps({"verb": verb, "args": args}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("the broker closed the control connection")
+            data += chunk
+    return json.loads(data)
+
+
+def _print_rows(rows: list[dict], columns: tuple[str, ...], formatter: str) -> None:
+    if formatter == "json":
+        # rabbitmqctl's layout: one compact object a line
+        items = [json.dumps(row, separators=(",", ":")) for row in rows]
+        print("[\n" + "\n,".join(items) + ("\n" if items else "") + "]")
+        return
+    print("\t".join(columns))
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row[column]
+            cells.append(f"[{', '.join(value)}]" if isinstance(value, list) else str(value))
+        print("\t".join(cells))
