@@ -139,3 +139,17 @@ if [ -z "${XIVO_BUS_KEEP_RABBITMQ:-}" ]; then
     trap "_rabbitmq_stop; $(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")" EXIT
 fi
 export XIVO_BUS_COMPAT_URL="amqp://guest:guest@127.0.0.1:$rabbitmq_port/%2F"
+# rabbitmqctl for the node, for the compat scenarios of users, vhosts and permissions
+{
+    echo '#!/bin/sh'
+    printf 'exec env HOME=%q RABBITMQ_NODENAME=%q ' "$rabbitmq_dir/home" "$rabbitmq_node"
+    printf 'RABBITMQ_CONF_ENV_FILE=%q RABBITMQ_CONFIG_FILE=%q ' \
+        "$rabbitmq_dir/rabbitmq-env.conf" "$rabbitmq_dir/rabbitmq.conf"
+    printf 'RABBITMQ_ADVANCED_CONFIG_FILE=%q RABBITMQ_ENABLED_PLUGINS_FILE=%q ' \
+        "$rabbitmq_dir/advanced.config" "$rabbitmq_dir/enabled_plugins"
+    printf 'RABBITMQ_MNESIA_BASE=%q RABBITMQ_LOG_BASE=%q ERL_EPMD_ADDRESS=127.0.0.1 ' \
+        "$rabbitmq_dir/mnesia" "$rabbitmq_dir/log"
+    printf '%q -n %q "$@"\n' "$rabbitmq_bin/rabbitmqctl" "$rabbitmq_node"
+} >"$rabbitmq_dir/rabbitmqctl"
+chmod 700 "$rabbitmq_dir/rabbitmqctl"
+export XIVO_BUS_COMPAT_CTL="$rabbitmq_dir/rabbitmqctl"

@@ -28,6 +28,7 @@ class BrokerProcess:
     proc: subprocess.Popen
     host: str
     port: int
+    data_dir: str | None = None
 
     @property
     def url(self) -> str:
@@ -59,7 +60,8 @@ def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> Brok
     if not match:
         proc.kill()
         raise RuntimeError(f"broker did not start: {line!r}")
-    return BrokerProcess(proc, match.group(1), int(match.group(2)))
+    data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
+    return BrokerProcess(proc, match.group(1), int(match.group(2)), data_dir)
 
 
 @pytest.fixture(scope="session")

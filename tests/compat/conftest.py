@@ -8,6 +8,9 @@ skips, with its reason shown in ``-ra`` output, when there is none.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pika
 import pytest
@@ -30,9 +33,22 @@ def _collected(session) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def command_runner(*command: str):
+    """admin(verb, *args): run a rabbitmqctl-like command; its failure is an error."""
+
+    def admin(*args: str) -> None:
+        done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: exit {done.returncode}: {done.stderr}")
+
+    return admin
+
+
 @pytest.fixture(scope="session")
 def ours(broker, request) -> Observer:
-    observer = Observer(broker.url)
+    socket = str(Path(broker.data_dir) / "ctl.sock")
+    admin = command_runner(sys.executable, "-m", "xivo_bus", "ctl", "-q", "--socket", socket)
+    observer = Observer(broker.url, admin)
     observer.start(_collected(request.session))
     return observer
 
@@ -46,6 +62,12 @@ def rabbitmq(request) -> Observer:
     connection = pika.BlockingConnection(pika.URLParameters(COMPAT_URL))
     connection.channel().exchange_declare("xivo-cti", "direct", durable=True)
     connection.close()
-    observer = Observer(COMPAT_URL)
+    ctl = os.environ.get("XIVO_BUS_COMPAT_CTL", "")
+    observer = Observer(
+        COMPAT_URL,
+        command_runner(ctl, "-q") if ctl else None,
+        "XIVO_BUS_COMPAT_CTL is not set: no rabbitmqctl for the RabbitMQ node "
+        "(.ci/setup-rabbitmq.sh sets it)",
+    )
     observer.start(_collected(request.session))
     return observer

@@ -54,20 +54,28 @@ class Scenario:
     expect: Any = None  # a partial observation (see ``matches``) or a predicate
     divergence: Divergence | None = None
     timeout: float = 30.0
+    # called as func(url, prefix, admin): admin(verb, *args) runs a rabbitmqctl verb on the
+    # broker under test (``xivo-bus ctl`` for ours), for users, vhosts and permissions
+    admin: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
 def scenario(
-    *covers: str, expect: Any = None, name: str | None = None, divergence=None, timeout=30.0
+    *covers: str,
+    expect: Any = None,
+    name: str | None = None,
+    divergence=None,
+    timeout=30.0,
+    admin: bool = False,
 ):
     """Register the decorated function as a scenario covering ``covers``."""
 
     def register(func):
         key = name or func.__name__
         assert key not in SCENARIOS, f"duplicate scenario {key}"
-        SCENARIOS[key] = Scenario(key, func, tuple(covers), expect, divergence, timeout)
+        SCENARIOS[key] = Scenario(key, func, tuple(covers), expect, divergence, timeout, admin)
         return func
 
     return register
@@ -186,6 +194,8 @@ class Observer:
     observations. Worker threads are daemons: a scenario that hangs cannot hang the run."""
 
     url: str
+    admin: Callable[..., Any] | None = None  # runs rabbitmqctl verbs on this broker
+    no_admin: str = ""  # why there is none (its admin scenarios are skipped)
     parallel: int = 8
     results: dict[str, Any] = field(default_factory=dict)
     _events: dict[str, threading.Event] = field(default_factory=dict)
@@ -205,7 +215,12 @@ class Observer:
         prefix = new_prefix(name)
         with self._slots:
             try:
-                observed = {"observed": jsonable(item.func(self.url, prefix))}
+                if not item.admin:
+                    observed = {"observed": jsonable(item.func(self.url, prefix))}
+                elif self.admin is None:
+                    observed = {"skipped": self.no_admin}
+                else:
+                    observed = {"observed": jsonable(item.func(self.url, prefix, self.admin))}
             except BaseException as exc:  # noqa: BLE001 - reported by the test
                 observed = {"crashed": f"{type(exc).__name__}: {exc}"}
         observed["prefix"] = prefix

@@ -30,6 +30,8 @@ def _params(with_xfail: bool):
 
 
 def _observed(result: dict):
+    if "skipped" in result:
+        pytest.skip(result["skipped"])
     if "crashed" in result:
         pytest.fail(f"scenario crashed: {result['crashed']}")
     json.dumps(result["observed"])  # observations are plain data

@@ -5,6 +5,7 @@ import base64
 import pytest
 
 from xivo_bus.amqp import errors
+from xivo_bus.broker import access as access_module
 from xivo_bus.broker.access import Access
 from xivo_bus.broker.users import (
     SHA256,
@@ -73,7 +74,9 @@ def test_topic_permissions_expand_user_and_vhost():
     assert alice.topic_allows("v1", "amq.topic", "write", "bob.news")
 
 
-def test_channel_keeps_its_last_twelve_allowed_resources_as_rabbitmq():
+def test_channel_keeps_its_last_twelve_allowed_resources_as_rabbitmq(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(access_module.time, "monotonic", lambda: now[0])
     users = Users()
     users.add("alice", "x")
     users.set_permissions("alice", "v1", ".*", ".*", ".*")
@@ -86,10 +89,14 @@ def test_channel_keeps_its_last_twelve_allowed_resources_as_rabbitmq():
     assert refused.value.reply_text == (
         "ACCESS_REFUSED - access to queue 'q1' in vhost 'v1' refused for user 'alice'"
     )
+    now[0] += 1.5  # idle: the channel forgets, as RabbitMQ's hibernating channel
+    with pytest.raises(errors.ChannelError):
+        access.check("read", "queue", "q0")
     users.set_permissions("alice", "v1", ".*", ".*", ".*")
-    for number in range(1, 13):
-        access.check("read", "queue", f"q{number}")  # pushes q0 out of the cache
+    for number in range(13):
+        access.check("read", "queue", f"q{number}")  # q0 is pushed out by the twelve
     users.clear_permissions("alice", "v1")
+    access.check("read", "queue", "q12")
     with pytest.raises(errors.ChannelError):
         access.check("read", "queue", "q0")
     with pytest.raises(errors.ChannelError) as refused:

@@ -1,6 +1,7 @@
 """Scenario modules; importing this package registers them all."""
 
 from . import (  # noqa: F401
+    access,
     basic,
     channel,
     connection,
