@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from pamqp import commands
 
 from xivo_bus.amqp import errors, frames, properties
-from xivo_bus.broker.access import Access
+from xivo_bus.broker.access import DEFAULT_EXCHANGE, Access
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.arguments import consumer_priority, parse_expiration
 from xivo_bus.broker.model.exchanges import Exchange, exchange_class
@@ -511,7 +511,7 @@ class Channel:
     # -- basic: publishing ------------------------------------------------------------
 
     def on_publish(self, method: commands.Basic.Publish, raw_properties: bytes, body: bytes):
-        self.access.check_exchange("write", method.exchange)
+        self.access.check("write", "exchange", method.exchange or DEFAULT_EXCHANGE)
         exchange = self.vhost.exchanges.get(method.exchange)
         if exchange is None:
             raise wording.not_found("exchange", method.exchange, self.vhost.name)
