@@ -61,7 +61,8 @@ def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> Brok
         proc.kill()
         raise RuntimeError(f"broker did not start: {line!r}")
     data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
-    return BrokerProcess(proc, match.group(1), int(match.group(2)), data_dir)
+    host = match.group(1).strip("[]")  # IPv6 addresses are shown as [ADDRESS]:PORT
+    return BrokerProcess(proc, host, int(match.group(2)), data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from xivo_bus import __version__
 from xivo_bus.broker.alarms import default_memory_limit
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
 from xivo_bus.broker.control import SOCKET_NAME
+from xivo_bus.broker.listeners import Listener, parse_address, tls_context
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.store import StoreError
 from xivo_bus.ctl import add_arguments as add_ctl_arguments
@@ -52,6 +53,10 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _serve(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
+    try:
+        listeners = _listeners(args)
+    except ValueError as error:
+        return _fail(str(error))
     data_dir = None if args.in_memory else Path(args.data_dir)
     control_socket = args.ctl_socket or (None if data_dir is None else data_dir / SOCKET_NAME)
     broker = Broker(
@@ -61,14 +66,21 @@ async def _serve(args: argparse.Namespace) -> int:
         max_message_size=args.max_message_size,
         memory_limit=args.memory_limit,
         control_socket=Path(control_socket) if control_socket else None,
+        loopback_users=tuple(name for name in args.loopback_users.split(",") if name),
     )
     try:
-        host, port = await broker.start(args.host, args.port)
+        bound = await broker.start(listeners)
     except StoreError as error:
         return _fail(str(error))
     except OSError as error:
-        return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
-    print(f"xivo-bus {__version__}: accepting AMQP connections on {host}:{port}", flush=True)
+        return _fail(f"cannot listen: {error.strerror or error}")
+    for listener, host, port in bound:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        print(
+            f"xivo-bus {__version__}: accepting {listener.scheme} connections on {where}",
+            flush=True,
+        )
+    plain = [(host, port) for listener, host, port in bound if listener.tls is None]
     if broker.recovered is not None:
         recovered = broker.recovered
         messages = sum(queue.messages for queue in recovered.queues)
@@ -86,15 +98,36 @@ async def _serve(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
     cti = None
-    if not args.no_cti:
+    if not args.no_cti and not plain:
+        print("xivo-bus: call forms not started: no plain AMQP listener", file=sys.stderr)
+    elif not args.no_cti:
         # The call forms publish to this broker over AMQP, as they would to any other.
-        cti = await _start_cti(_loopback_url(host, port), args.http, Path(args.data_dir))
+        cti = await _start_cti(_loopback_url(*plain[0]), args.http, Path(args.data_dir))
     await stop.wait()
     print("xivo-bus: shutting down", flush=True)
     if cti is not None:
         await cti.close()
     await broker.close()
     return 0
+
+
+def _listeners(args: argparse.Namespace) -> list[Listener]:
+    """Plain listeners first (--listen, else --host/--port), then TLS ones."""
+    plain = [Listener(*parse_address(text)) for text in args.listen] or [
+        Listener(args.host, args.port)
+    ]
+    if not args.ssl_listen:
+        return plain
+    if not args.ssl_certfile:
+        raise ValueError("--ssl-listen needs --ssl-certfile (and --ssl-keyfile)")
+    context = tls_context(
+        args.ssl_certfile,
+        args.ssl_keyfile,
+        args.ssl_cacertfile,
+        verify_peer=args.ssl_verify == "verify_peer",
+        fail_if_no_peer_cert=args.ssl_fail_if_no_peer_cert,
+    )
+    return plain + [Listener(*parse_address(text), context) for text in args.ssl_listen]
 
 
 def _loopback_url(host: str, port: int) -> str:
@@ -283,6 +316,43 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=DEFAULT_PORT,
         help=f"AMQP port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an AMQP listener ([ADDRESS]:PORT for IPv6, PORT alone: every interface); "
+        "repeat for more; replaces --host/--port",
+    )
+    serve.add_argument(
+        "--ssl-listen",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an AMQP over TLS listener (5671 by convention; TLS 1.2+); repeat for more",
+    )
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="the server certificate (chain)")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="its private key")
+    serve.add_argument("--ssl-cacertfile", metavar="PEM", help="CA(s) client certificates need")
+    serve.add_argument(
+        "--ssl-verify",
+        choices=["verify_none", "verify_peer"],
+        default="verify_none",
+        help="ask for client certificates and check them (then SASL EXTERNAL is offered, "
+        "the certificate's CN being the user)",
+    )
+    serve.add_argument(
+        "--ssl-fail-if-no-peer-cert",
+        action="store_true",
+        help="with verify_peer: refuse clients without a certificate",
+    )
+    serve.add_argument(
+        "--loopback-users",
+        default="guest",
+        metavar="NAMES",
+        help="users who may connect only from loopback, comma-separated ('' for none; "
+        "default guest), as RabbitMQ's loopback_users",
     )
     serve.add_argument(
         "--data-dir",

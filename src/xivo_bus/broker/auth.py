@@ -12,6 +12,7 @@ from pamqp import decode
 from xivo_bus.broker.users import User, Users
 
 MECHANISMS = ("PLAIN", "AMQPLAIN")
+EXTERNAL = "EXTERNAL"  # SASL EXTERNAL: the client certificate says who logs in
 
 
 class AuthenticationFailed(Exception):
@@ -25,12 +26,28 @@ class AuthenticationFailed(Exception):
         self.refused = refused
 
 
-def authenticate(users: Users, mechanism: str, response: bytes, peer_host: str | None) -> User:
-    """The user a SASL response logs in as; ``AuthenticationFailed`` otherwise."""
-    username, password = parse_response(mechanism, response)
-    user = users.get(username)
-    if user is None or not user.check_password(password):
-        raise AuthenticationFailed(mechanism, f"invalid credentials for user '{username}'")
+def authenticate(
+    users: Users,
+    mechanism: str,
+    response: bytes,
+    peer_host: str | None,
+    certificate_user: str | None = None,
+) -> User:
+    """The user a SASL response logs in as; ``AuthenticationFailed`` otherwise. With
+    EXTERNAL (offered on TLS listeners that check client certificates) the user is the
+    one the client certificate names (``certificate_user``), with no password."""
+    if mechanism == EXTERNAL:
+        if certificate_user is None:
+            raise AuthenticationFailed(mechanism, "EXTERNAL login without a client certificate")
+        username = certificate_user
+        user = users.get(username)
+        if user is None:
+            raise AuthenticationFailed(mechanism, f"user '{username}' does not exist")
+    else:
+        username, password = parse_response(mechanism, response)
+        user = users.get(username)
+        if user is None or not user.check_password(password):
+            raise AuthenticationFailed(mechanism, f"invalid credentials for user '{username}'")
     if username in users.loopback_users and not is_loopback(peer_host):
         raise AuthenticationFailed(mechanism, f"user '{username}' can only connect via localhost")
     return user

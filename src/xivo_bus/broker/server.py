@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from pathlib import Path
 
 from xivo_bus.amqp import errors
@@ -13,10 +14,11 @@ from xivo_bus.broker.admin import Admin
 from xivo_bus.broker.alarms import Alarms
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT, ConsumerTimeout
 from xivo_bus.broker.control import Control
+from xivo_bus.broker.listeners import Listener
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.message import Message
 from xivo_bus.broker.model.vhost import VHost
-from xivo_bus.broker.session.connection import Connection
+from xivo_bus.broker.session.connection import HANDSHAKE_TIMEOUT, Connection
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.store import Recovered, Store, StoredUser
 from xivo_bus.broker.users import (
@@ -32,6 +34,7 @@ log = logging.getLogger("xivo_bus.broker")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5672
+DEFAULT_LISTENER = Listener(DEFAULT_HOST, DEFAULT_PORT)
 DEFAULT_MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ 3.10's max_message_size: 128 MiB
 
 
@@ -68,7 +71,7 @@ class Broker:
         self.consumer_timeout = (
             ConsumerTimeout(self.state.channels, consumer_timeout) if consumer_timeout else None
         )
-        self.server: asyncio.base_events.Server | None = None
+        self.servers: list[asyncio.base_events.Server] = []
         self.recovered: Recovered | None = None
         self.admin = Admin(self.state, loop)
         self.control = Control(self.admin, control_socket) if control_socket else None
@@ -119,29 +122,43 @@ class Broker:
                 queue.restored()
         self.store.on_failure_change(lambda reason: self.alarms.set("disk", reason))
 
-    async def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> tuple[str, int]:
-        """Recover the store, then listen for AMQP connections; returns the bound
-        address (port 0 picks one). Raises ``StoreError`` for an unusable data dir."""
+    async def start(
+        self, listeners: list[Listener] | tuple[Listener, ...] = (DEFAULT_LISTENER,)
+    ) -> list[tuple[Listener, str, int]]:
+        """Recover the store, then listen for AMQP connections on each listener; returns
+        each with the address it bound (port 0 picks one). Raises ``StoreError`` for an
+        unusable data dir, ``OSError`` for an address that cannot be listened on."""
         loop = asyncio.get_running_loop()
         if self.store is not None:
             self._recover()
             self.store.start(loop)
-        self.server = await loop.create_server(
-            lambda: Connection(self.state), host, port, reuse_address=True, backlog=1024
-        )
+        bound = []
+        for listener in listeners:
+            external = listener.tls is not None and listener.tls.verify_mode != ssl.CERT_NONE
+            server = await loop.create_server(
+                lambda external=external: Connection(self.state, external),
+                listener.host,
+                listener.port,
+                reuse_address=True,
+                backlog=1024,
+                ssl=listener.tls,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if listener.tls else None,
+            )
+            self.servers.append(server)
+            address = server.sockets[0].getsockname()
+            bound.append((listener, address[0], address[1]))
         if self.consumer_timeout is not None:
             self.consumer_timeout.start(loop)
         if self.control is not None:
             await self.control.start()
         self.alarms.start(loop)
-        address = self.server.sockets[0].getsockname()
-        return address[0], address[1]
+        return bound
 
     async def close(self, timeout: float = 1.0) -> None:
         """Stop listening, write what the store still has to write, close every client
         with 320 CONNECTION_FORCED, wait briefly for their close-ok."""
-        if self.server is not None:
-            self.server.close()
+        for server in self.servers:
+            server.close()
         if self.control is not None:
             self.control.close()
         if self.consumer_timeout is not None:
@@ -161,8 +178,8 @@ class Broker:
             await asyncio.sleep(0.02)
         for connection in list(self.connections):
             connection.abort()
-        if self.server is not None:
-            await self.server.wait_closed()
+        for server in self.servers:
+            await server.wait_closed()
 
 
 def user_from_store(stored: StoredUser) -> User:

@@ -16,7 +16,8 @@ from pamqp import commands
 
 from xivo_bus import __version__
 from xivo_bus.amqp import errors, frames
-from xivo_bus.broker.auth import MECHANISMS, AuthenticationFailed, authenticate
+from xivo_bus.broker.auth import EXTERNAL, MECHANISMS, AuthenticationFailed, authenticate
+from xivo_bus.broker.listeners import certificate_user
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
@@ -62,8 +63,10 @@ def server_properties() -> dict:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: ServerState):
+    def __init__(self, server: ServerState, external: bool = False):
         self.server = server
+        # a TLS listener that checks client certificates also offers SASL EXTERNAL
+        self.mechanisms = (*MECHANISMS, EXTERNAL) if external else MECHANISMS
         self.loop = asyncio.get_running_loop()
         self.reader = frames.FrameReader()
         self.state = ConnectionState()
@@ -222,7 +225,7 @@ class Connection(asyncio.Protocol):
                 0,
                 commands.Connection.Start(
                     server_properties=server_properties(),
-                    mechanisms=" ".join(MECHANISMS),
+                    mechanisms=" ".join(self.mechanisms),
                     locales="en_US",
                 ),
             )
@@ -257,8 +260,12 @@ class Connection(asyncio.Protocol):
         if isinstance(response, str):
             response = response.encode("utf-8")
         mechanism = method.mechanism
+        if mechanism not in self.mechanisms:
+            mechanism = f"{mechanism} (not offered here)"  # refused below, as unknown
         try:
-            self.user = authenticate(self.server.users, mechanism, response, self.peer_host)
+            self.user = authenticate(
+                self.server.users, mechanism, response, self.peer_host, self._certificate_user()
+            )
         except AuthenticationFailed as failure:
             log.warning("connection %s: login refused: %s", self.peer, failure.reason)
             # Like RabbitMQ: a refused login is explained to clients that asked for it;
@@ -274,6 +281,10 @@ class Connection(asyncio.Protocol):
                 channel_max=CHANNEL_MAX, frame_max=FRAME_MAX, heartbeat=HEARTBEAT
             ),
         )
+
+    def _certificate_user(self) -> str | None:
+        tls = self.transport.get_extra_info("ssl_object") if self.transport else None
+        return certificate_user(tls.getpeercert()) if tls is not None else None
 
     def _tune_ok(self, method: commands.Connection.TuneOk) -> None:
         frame_max = method.frame_max or FRAME_MAX
