@@ -8,6 +8,7 @@ import contextlib
 import time
 
 import aio_pika
+import aiormq
 import amqp
 import kombu
 
@@ -183,3 +184,28 @@ def py_amqp_basic(url, prefix):
         return seen
     finally:
         connection.close()
+
+
+async def _aio_update_secret(url, prefix):
+    """aiormq renews its credentials on an open connection (connection.update-secret)."""
+    connection = await aiormq.connect(url)
+    try:
+        renewed = await connection.update_secret("guest", reason="rotation")
+        other = await connection.update_secret("not-the-password", reason="rotation")
+        channel = await connection.channel()
+        declared = await channel.queue_declare(prefix, exclusive=True)
+        return {
+            "renewed": type(renewed).__name__,
+            "other secret": type(other).__name__,
+            "then usable": declared.queue == prefix,
+        }
+    finally:
+        await connection.close()
+
+
+scenario(
+    "connection.update-secret",
+    "connection.update-secret-ok",
+    name="aiormq_update_secret",
+    expect={"renewed": "UpdateSecretOk", "then usable": True},
+)(_aio(_aio_update_secret))
