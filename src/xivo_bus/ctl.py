@@ -88,6 +88,32 @@ VERBS: dict[str, tuple[tuple[str, ...], bool, str, tuple[str, ...] | None]] = {
         'Listing topic permissions for user "{user}" ...',
         ("vhost", "exchange", "write", "read"),
     ),
+    "set_vhost_limits": (
+        ("limits",),
+        True,
+        'Setting vhost limits to "{limits}" for vhost "{vhost}" ...',
+        None,
+    ),
+    "clear_vhost_limits": ((), True, 'Clearing vhost "{vhost}" limits ...', None),
+    "list_vhost_limits": (
+        ("all_!",),
+        True,
+        "Listing limits for {which} ...",
+        ("vhost", "limits"),
+    ),
+    "set_user_limits": (
+        ("user", "limits"),
+        False,
+        'Setting user limits to "{limits}" for user "{user}" ...',
+        None,
+    ),
+    "clear_user_limits": (("user", "name"), False, 'Clearing {what} for user "{user}" ...', None),
+    "list_user_limits": (
+        ("user=", "all_!"),
+        False,
+        "Listing limits for {which} ...",
+        ("user", "limits"),
+    ),
 }
 DONE = {
     "add_user": "Done. Don't forget to grant the user permissions to some virtual hosts! "
@@ -114,8 +140,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if takes_vhost:
             sub.add_argument("-p", "--vhost", default="/", help="the virtual host (default /)")
         for positional in positionals:
-            name = positional.rstrip("?*")
-            if positional.endswith("?"):
+            name = positional.rstrip("?*!=")
+            if positional.endswith("!"):  # all_ → --global, as rabbitmqctl names it
+                sub.add_argument("--global", dest=name, action="store_true")
+            elif positional.endswith("="):
+                sub.add_argument(f"--{name}")
+            elif positional.endswith("?"):
                 sub.add_argument(name, nargs="?", help=f"{name} (read from stdin if not given)")
             elif positional.endswith("*"):
                 sub.add_argument(name, nargs="*")
@@ -130,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
     positionals, takes_vhost, banner, columns = VERBS[args.verb]
     request: dict = {}
     for positional in positionals:
-        name = positional.rstrip("?*")
+        name = positional.rstrip("?*!=")
         request[name] = getattr(args, name)
     if takes_vhost:
         request["vhost"] = args.vhost
@@ -139,6 +169,16 @@ def main(args: argparse.Namespace) -> int:
     if not args.quiet:
         shown = {**request, "tags": ", ".join(request.get("tags") or ())}
         shown["on"] = f' on "{request["exchange"]}"' if request.get("exchange") else ""
+        if "{what}" in banner:
+            name = request["name"]
+            shown["what"] = "all limits" if name == "all" else f'"{name}" limit'
+        if "{which}" in banner:
+            if request.get("all_") or (args.verb == "list_user_limits" and not request["user"]):
+                shown["which"] = "all vhosts" if takes_vhost else "all users"
+            elif takes_vhost:
+                shown["which"] = f'vhost "{request["vhost"]}"'
+            else:
+                shown["which"] = f'user "{request["user"]}"'
         print(banner.format(**shown), flush=True)
     path = Path(args.socket) if args.socket else Path(args.data_dir) / SOCKET_NAME
     try:
@@ -154,7 +194,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"Error:\n{answer['error']}", file=sys.stderr)
         return int(answer.get("code") or 70)
     rows = answer.get("ok")
-    if columns is not None:
+    if isinstance(rows, str):  # one JSON object (list_*_limits of one vhost or user)
+        print(rows)
+    elif columns is not None:
         _print_rows(rows or [], columns, args.formatter)
     elif args.verb in DONE and not args.quiet:
         print(DONE[args.verb])

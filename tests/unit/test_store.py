@@ -1,5 +1,7 @@
 """The store's writes, in-process on a real SQLite file (no writer thread)."""
 
+import sqlite3
+
 from xivo_bus.broker.store import (
     AddEntry,
     MarkDelivered,
@@ -64,3 +66,36 @@ def test_while_full_removals_go_first_and_cancel_their_own_additions(tmp_path):
         SaveMessage(2, "", "q", b"", b"still to write"),
         AddEntry("/", "q", 2, 2, None),
     ]
+
+
+def test_a_store_from_before_users_gets_the_default_user(tmp_path):
+    old = sqlite3.connect(tmp_path / "broker.sqlite")
+    old.executescript(
+        "CREATE TABLE queues (vhost TEXT NOT NULL, name TEXT NOT NULL, "
+        "auto_delete INTEGER NOT NULL, arguments BLOB NOT NULL, "
+        "delivered_upto INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (vhost, name));"
+        "INSERT INTO queues VALUES ('/', 'kept', 0, x'', 0);"
+    )
+    old.close()
+    recovered = Store(tmp_path).open()
+    assert recovered.fresh  # the broker makes / and guest, as on a first start
+    assert [queue.name for queue in recovered.queues] == ["kept"]
+
+
+def test_users_and_vhosts_without_limits_are_upgraded_not_salvaged(tmp_path):
+    old = sqlite3.connect(tmp_path / "broker.sqlite")
+    old.executescript(
+        "CREATE TABLE vhosts (name TEXT PRIMARY KEY);"
+        "CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
+        "hashing TEXT NOT NULL, tags TEXT NOT NULL, permissions TEXT NOT NULL, "
+        "topic_permissions TEXT NOT NULL);"
+        "INSERT INTO vhosts VALUES ('/');"
+        "INSERT INTO users VALUES ('svc', 'h', 'rabbit_password_hashing_sha256', '[]', "
+        '\'{"/": [".*", ".*", ".*"]}\', \'{}\');'
+    )
+    old.close()
+    recovered = Store(tmp_path).open()
+    assert not recovered.fresh and not recovered.skipped
+    assert recovered.vhosts == {"/": {}}
+    [user] = recovered.users
+    assert (user.name, user.permissions, user.limits) == ("svc", {"/": [".*", ".*", ".*"]}, {})

@@ -8,6 +8,7 @@ refusals and exit codes. Every change is on disk before it is answered.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from xivo_bus.amqp import errors
@@ -156,6 +157,50 @@ class Admin:
     async def list_vhosts(self) -> list[dict]:
         return [{"name": name} for name in sorted(self.state.vhosts)]
 
+    # -- limits -----------------------------------------------------------------------
+
+    async def _save_vhost(self, vhost: VHost) -> None:
+        if self.state.store is not None:
+            await self._on_disk(self.state.store.save_vhost(vhost.name, vhost.limits))
+
+    async def set_vhost_limits(self, vhost: str, limits: str) -> None:
+        found = self._vhost(vhost)
+        found.set_limits(parse_limits(limits, VHOST_LIMITS))  # replaces them, as RabbitMQ
+        await self._save_vhost(found)
+
+    async def clear_vhost_limits(self, vhost: str) -> None:
+        found = self._vhost(vhost)
+        found.set_limits({})
+        await self._save_vhost(found)
+
+    async def list_vhost_limits(self, vhost: str, all_: bool = False):
+        if all_:
+            return [
+                {"vhost": name, "limits": _limits(found.limits)}
+                for name, found in sorted(self.state.vhosts.items())
+                if found.limits
+            ]
+        return _limits(self._vhost(vhost).limits)
+
+    async def set_user_limits(self, user: str, limits: str) -> None:
+        found = self._user(user)
+        found.limits = {**found.limits, **parse_limits(limits, USER_LIMITS)}  # merged
+        await self._save(found)
+
+    async def clear_user_limits(self, user: str, name: str) -> None:
+        found = self._user(user)
+        found.limits = {} if name == "all" else {k: v for k, v in found.limits.items() if k != name}
+        await self._save(found)
+
+    async def list_user_limits(self, user: str | None, all_: bool = False):
+        if all_ or user is None:
+            return [
+                {"user": found.name, "limits": _limits(found.limits)}
+                for found in self.users
+                if found.limits
+            ]
+        return _limits(self._user(user).limits)
+
     # -- permissions ------------------------------------------------------------------
 
     async def set_permissions(
@@ -220,6 +265,37 @@ class Admin:
             for vhost, by_exchange in sorted(found.topic_permissions.items())
             for name, p in sorted(by_exchange.items())
         ]
+
+
+VHOST_LIMITS = ("max-connections", "max-queues")
+USER_LIMITS = ("max-connections", "max-channels")
+
+
+def parse_limits(text: str, known: tuple[str, ...]) -> dict[str, int]:
+    """A limits JSON object as rabbitmqctl takes it (a negative value: no limit)."""
+    try:
+        limits = json.loads(text)
+    except ValueError:
+        raise AdminError("JSON decoding error. Reason: badarg", EX_UNAVAILABLE) from None
+    if not isinstance(limits, dict):
+        raise AdminError("JSON decoding error. Reason: badarg", EX_UNAVAILABLE)
+    unknown = [(key, value) for key, value in limits.items() if key not in known]
+    if unknown:
+        terms = ",".join(f'{{<<"{key}">>,{json.dumps(value)}}}' for key, value in unknown)
+        raise AdminError(
+            f"Validation failed\n\nUnrecognised terms [{terms}] in limits", EX_UNAVAILABLE
+        )
+    for key, value in limits.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise AdminError(
+                f"Validation failed\n\n{key} should be a number, actually was {json.dumps(value)}",
+                EX_UNAVAILABLE,
+            )
+    return limits
+
+
+def _limits(limits: dict[str, int]) -> str:
+    return json.dumps(dict(sorted(limits.items())), separators=(",", ":"))
 
 
 def _permission(permission) -> dict:

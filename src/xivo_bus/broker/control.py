@@ -44,6 +44,12 @@ VERBS = {
     "clear_topic_permissions": ("vhost", "user", "exchange"),
     "list_topic_permissions": ("vhost",),
     "list_user_topic_permissions": ("user",),
+    "set_vhost_limits": ("vhost", "limits"),
+    "clear_vhost_limits": ("vhost",),
+    "list_vhost_limits": ("vhost", "all_"),
+    "set_user_limits": ("user", "limits"),
+    "clear_user_limits": ("user", "name"),
+    "list_user_limits": ("user", "all_"),
 }
 
 

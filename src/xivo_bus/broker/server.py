@@ -93,8 +93,8 @@ class Broker:
         self.recovered = recovered = self.store.open()
         if recovered.fresh:
             self._defaults()
-        for name in recovered.vhosts:
-            self.vhosts[name] = VHost(self.loop, name, self.store)
+        for name, limits in recovered.vhosts.items():
+            self.vhosts[name] = VHost(self.loop, name, self.store, limits)
         for stored in recovered.users:
             self.state.users.put(user_from_store(stored))
         for vhost in self.vhosts.values():
@@ -193,4 +193,5 @@ def user_from_store(stored: StoredUser) -> User:
             vhost: {name: TopicPermission(name, *patterns) for name, patterns in by_name.items()}
             for vhost, by_name in stored.topic_permissions.items()
         },
+        dict(stored.limits),
     )

@@ -48,10 +48,11 @@ CREATE TABLE IF NOT EXISTS bindings (
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL,
     properties BLOB NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS vhosts (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS vhosts (name TEXT PRIMARY KEY, limits TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, hashing TEXT NOT NULL,
-    tags TEXT NOT NULL, permissions TEXT NOT NULL, topic_permissions TEXT NOT NULL);
+    tags TEXT NOT NULL, permissions TEXT NOT NULL, topic_permissions TEXT NOT NULL,
+    limits TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS queue_messages (
     vhost TEXT NOT NULL, queue TEXT NOT NULL, seq INTEGER NOT NULL,
     message_id INTEGER NOT NULL, expires_at REAL,
@@ -90,7 +91,7 @@ class Recovered:
     # (vhost, exchange, "queue" or "exchange", destination, routing key, arguments)
     bindings: list[tuple[str, str, str, str, str, dict]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    vhosts: list[str] = field(default_factory=list)
+    vhosts: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> its limits
     users: list[StoredUser] = field(default_factory=list)
     # a new store (or one from before users were kept): the broker makes the default
     # vhost and user, as RabbitMQ does on its first start
@@ -105,6 +106,7 @@ class StoredUser:
     tags: list[str]
     permissions: dict[str, list[str]]  # vhost -> [configure, write, read]
     topic_permissions: dict[str, dict[str, list[str]]]  # vhost -> exchange -> [write, read]
+    limits: dict[str, int]
 
 
 # -- the writes: each one a statement or a few, applied in order in one transaction ---------
@@ -247,9 +249,10 @@ class SaveUser(NamedTuple):
     tags: str  # JSON
     permissions: str  # JSON
     topic_permissions: str  # JSON
+    limits: str  # JSON
 
     def statements(self) -> list[tuple[str, tuple]]:
-        return [("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?)", self)]
+        return [("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)", self)]
 
 
 class DeleteUser(NamedTuple):
@@ -261,9 +264,10 @@ class DeleteUser(NamedTuple):
 
 class SaveVhost(NamedTuple):
     name: str
+    limits: str  # JSON
 
     def statements(self) -> list[tuple[str, tuple]]:
-        return [("INSERT OR IGNORE INTO vhosts VALUES (?)", self)]
+        return [("INSERT OR REPLACE INTO vhosts VALUES (?, ?)", self)]
 
 
 class DeleteVhost(NamedTuple):
@@ -385,9 +389,15 @@ class Store:
     @staticmethod
     def _read(connection: sqlite3.Connection, skipped: list[str] | None = None) -> Recovered:
         recovered = Recovered(skipped=skipped if skipped is not None else [])
-        recovered.vhosts = [name for (name,) in connection.execute("SELECT name FROM vhosts")]
-        for name, password_hash, hashing, tags, permissions, topic in connection.execute(
-            "SELECT name, password_hash, hashing, tags, permissions, topic_permissions FROM users"
+        for name, limits in connection.execute("SELECT name, limits FROM vhosts"):
+            try:
+                recovered.vhosts[name] = json.loads(limits)
+            except ValueError:
+                recovered.vhosts[name] = {}
+                recovered.skipped.append(f"vhost '{name}': unreadable limits")
+        for name, password_hash, hashing, tags, permissions, topic, limits in connection.execute(
+            "SELECT name, password_hash, hashing, tags, permissions, topic_permissions, limits "
+            "FROM users"
         ):
             try:
                 recovered.users.append(
@@ -398,6 +408,7 @@ class Store:
                         json.loads(tags),
                         json.loads(permissions),
                         json.loads(topic),
+                        json.loads(limits),
                     )
                 )
             except ValueError:
@@ -458,7 +469,7 @@ class Store:
             if source.exists():
                 shutil.move(source, f"{aside}{suffix}")
         skipped: list[str] = [f"damaged database moved to {aside}: {error}"]
-        rows: dict[str, list[tuple]] = {}
+        rows: dict[str, tuple[list[str], list[tuple]]] = {}
         try:
             old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
             for table in (
@@ -477,11 +488,16 @@ class Store:
         connection = self._connect()
         with connection:
             connection.execute("BEGIN")
-            for table, table_rows in rows.items():
-                if table_rows:
-                    marks = ",".join("?" * len(table_rows[0]))
+            for table, (columns, table_rows) in rows.items():
+                # an older schema's rows go into the columns both have (the rest default)
+                new = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+                keep = [i for i, column in enumerate(columns) if column in new]
+                if table_rows and keep:
+                    names = ", ".join(columns[i] for i in keep)
+                    marks = ",".join("?" * len(keep))
                     connection.executemany(
-                        f"INSERT OR IGNORE INTO {table} VALUES ({marks})", table_rows
+                        f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})",
+                        [[row[i] for i in keep] for row in table_rows],
                     )
         recovered = self._read(connection, skipped)
         for line in recovered.skipped:
@@ -692,14 +708,15 @@ class Store:
                         for vhost, by_exchange in user.topic_permissions.items()
                     }
                 ),
+                json.dumps(user.limits),
             )
         )
 
     def delete_user(self, name: str) -> int:
         return self._submit(DeleteUser(name))
 
-    def save_vhost(self, name: str) -> int:
-        return self._submit(SaveVhost(name))
+    def save_vhost(self, name: str, limits: dict | None = None) -> int:
+        return self._submit(SaveVhost(name, json.dumps(limits or {})))
 
     def delete_vhost(self, name: str) -> int:
         return self._submit(DeleteVhost(name))
@@ -744,6 +761,11 @@ def _upgrade(connection: sqlite3.Connection) -> None:
     def columns(table: str) -> set[str]:
         return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
 
+    for table in ("vhosts", "users"):  # limits came after users and vhosts
+        if "limits" not in columns(table):
+            connection.execute(
+                f"ALTER TABLE {table} ADD COLUMN limits TEXT NOT NULL DEFAULT '{{}}'"
+            )
     if "expires_at" not in columns("queue_messages"):
         connection.execute("ALTER TABLE queue_messages ADD COLUMN expires_at REAL")
     if "kind" not in columns("bindings"):  # bindings were to queues only
@@ -761,14 +783,18 @@ def _upgrade(connection: sqlite3.Connection) -> None:
         )
 
 
-def _readable_rows(connection: sqlite3.Connection, table: str, skipped: list[str]) -> list:
-    """The rows of a table that can still be read: rowid ranges, a damaged range read
-    again row by row, so that one bad page loses only its own rows."""
+def _readable_rows(
+    connection: sqlite3.Connection, table: str, skipped: list[str]
+) -> tuple[list[str], list]:
+    """The columns of a table and its rows that can still be read: rowid ranges, a
+    damaged range read again row by row, so that one bad page loses only its own rows."""
     try:
         columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
     except sqlite3.DatabaseError as error:
         skipped.append(f"{table}: unreadable ({error})")
-        return []
+        return [], []
+    if not columns:
+        return [], []  # not in that store (an older one)
     select = f"SELECT {', '.join(columns)} FROM {table} WHERE rowid >= ? AND rowid < ?"
     try:
         last = connection.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
@@ -792,4 +818,4 @@ def _readable_rows(connection: sqlite3.Connection, table: str, skipped: list[str
         start += SALVAGE_CHUNK
     if unreadable:
         skipped.append(f"{table}: damaged; {len(rows)} rows read, the rest could not be")
-    return rows
+    return columns, rows

@@ -103,6 +103,7 @@ class User:
     permissions: dict[str, Permission] = field(default_factory=dict)  # by vhost
     # by vhost, then exchange
     topic_permissions: dict[str, dict[str, TopicPermission]] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)  # max-connections, max-channels
 
     def check_password(self, password: str) -> bool:
         return check_password(password, self.password_hash, self.hashing)

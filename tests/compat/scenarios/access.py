@@ -275,3 +275,33 @@ def vhosts_are_separate_and_deleting_one_closes_its_connections(url, prefix, adm
         with contextlib.suppress(RuntimeError):
             admin("delete_vhost", vhost)
     return seen
+
+
+@scenario("ext:limits", admin=True)
+def vhost_and_user_limits(url, prefix, admin):
+    """max-connections and max-queues of a vhost, max-connections and max-channels of a
+    user, as set with set_vhost_limits / set_user_limits."""
+    vhost = f"{prefix}-lim"
+    admin("add_vhost", vhost)
+    seen: dict = {}
+    try:
+        with user(admin, f"{prefix}-u", vhost=vhost, permissions=(".*", ".*", ".*")) as name:
+            admin("set_vhost_limits", "-p", vhost, '{"max-connections": 2, "max-queues": 1}')
+            admin("set_user_limits", name, '{"max-channels": 2}')
+            where = url_for(url, name, vhost)
+            first, second = connect(where), connect(where)
+            seen["third connection"] = _refused_open(where)
+            channel = first.channel()
+            seen["first queue"] = outcome(lambda: channel.queue_declare(f"{prefix}-q1") and None)
+            seen["second queue"] = outcome(lambda: channel.queue_declare(f"{prefix}-q2"))
+            second.channel()
+            seen["third channel"] = outcome(lambda: second.channel() and None)
+            admin("clear_vhost_limits", "-p", vhost)
+            admin("set_user_limits", name, '{"max-connections": 1}')
+            seen["over the user's limit"] = _refused_open(where)
+            for connection in (first, second):
+                with contextlib.suppress(Exception):
+                    connection.close()
+    finally:
+        admin("delete_vhost", vhost)
+    return seen

@@ -39,10 +39,17 @@ DEFAULT_VHOST = "/"
 
 
 class VHost:
-    def __init__(self, clock: Clock, name: str = "/", store: DurableStore | None = None):
+    def __init__(
+        self,
+        clock: Clock,
+        name: str = "/",
+        store: DurableStore | None = None,
+        limits: dict[str, int] | None = None,
+    ):
         self.clock = clock
         self.name = name
         self.store = store
+        self.limits: dict[str, int] = limits or {}  # max-connections, max-queues
         self.queues: dict[str, Queue] = {}
         self.reply_queues: dict[str, Queue] = {}  # direct reply-to, by routing key
         self.default_exchange = DefaultExchange(self.queues, self.reply_queues)
@@ -156,6 +163,9 @@ class VHost:
         existing = self.queues.get(name)
         if existing is None:
             check_queue_declare(name, self.name, arguments, durable, exclusive, auto_delete)
+            limit = self.limits.get("max-queues", -1)
+            if 0 <= limit <= len(self.queues):
+                raise wording.queue_limit(name, self.name, limit)
             queue = Queue(self, name, durable, owner if exclusive else None, auto_delete, arguments)
             self.queues[name] = queue
             if exclusive:
@@ -187,6 +197,9 @@ class VHost:
         if queue.stores_messages and not queue.exclusive:
             self.store.delete_queue(self.name, queue.name)
         return count
+
+    def set_limits(self, limits: dict[str, int]) -> None:
+        self.limits = dict(limits)
 
     def delete_everything(self) -> None:
         """The vhost is deleted: every queue goes (its consumers cancelled, its timers

@@ -139,6 +139,40 @@ def topic_access_refused(routing_key: str, exchange: str, vhost: str, user: str)
     )
 
 
+def queue_limit(queue: str, vhost: str, limit: int) -> ChannelError:
+    return ChannelError(
+        errors.PRECONDITION_FAILED,
+        f"cannot declare queue '{queue}': queue limit in vhost '{vhost}' ({limit}) is reached",
+    )
+
+
+def vhost_connection_limit(vhost: str, user: str, limit: int) -> ConnectionError:
+    return ConnectionError(
+        errors.NOT_ALLOWED,
+        f"access to vhost '{vhost}' refused for user '{user}': connection limit ({limit}) is "
+        "reached",
+        10,
+        40,
+    )
+
+
+def user_connection_limit(user: str, limit: int) -> ConnectionError:
+    return ConnectionError(
+        errors.NOT_ALLOWED,
+        f"connection refused for user '{user}': user connection limit ({limit}) is reached",
+        10,
+        40,
+    )
+
+
+def user_channel_limit(user: str, limit: int) -> ConnectionError:
+    return ConnectionError(
+        errors.NOT_ALLOWED,
+        f"number of channels opened for user '{user}' has reached the maximum allowed user "
+        f"limit of ({limit})",
+    )
+
+
 def vhost_access_refused(vhost: str, user: str) -> ConnectionError:
     return ConnectionError(
         errors.NOT_ALLOWED, f"access to vhost '{vhost}' refused for user '{user}'", 10, 40

@@ -311,6 +311,14 @@ class Connection(asyncio.Protocol):
         vhost = self.server.vhosts.get(method.virtual_host)
         if vhost is None:
             raise wording.vhost_not_found(method.virtual_host)
+        user = self.user
+        # in RabbitMQ's order: the vhost's connection limit, the user's, then access
+        limit = vhost.limits.get("max-connections", -1)
+        if limit >= 0 and self._count(lambda other: other.vhost is vhost) >= limit:
+            raise wording.vhost_connection_limit(vhost.name, user.name, limit)
+        limit = user.limits.get("max-connections", -1)
+        if limit >= 0 and self._count(lambda other: other.user is user) >= limit:
+            raise wording.user_connection_limit(user.name, limit)
         if vhost.name not in self.user.permissions:
             raise wording.vhost_access_refused(vhost.name, self.user.name)
         self.vhost = vhost
@@ -321,6 +329,18 @@ class Connection(asyncio.Protocol):
         self.send_method(0, commands.Connection.OpenOk())
         log.debug("connection %s open on vhost %s", self.peer, vhost.name)
 
+    def _user_channels(self) -> int:
+        user = self.user
+        return sum(len(other.channels) for other in self.server.connections if other.user is user)
+
+    def _count(self, which) -> int:
+        """Open connections (this one left out) that ``which`` picks."""
+        return sum(
+            1
+            for other in self.server.connections
+            if other is not self and other.state.state is _RUNNING and which(other)
+        )
+
     def _channel_method(self, number: int, method) -> None:
         channel = self.channels.get(number)
         if channel is None:
@@ -328,6 +348,9 @@ class Connection(asyncio.Protocol):
                 # RabbitMQ limits how many channels are open, not their numbers.
                 if len(self.channels) >= self.channel_max:
                     raise wording.too_many_channels(len(self.channels), self.channel_max)
+                limit = self.user.limits.get("max-channels", -1)
+                if limit >= 0 and self._user_channels() >= limit:
+                    raise wording.user_channel_limit(self.user.name, limit)
                 self.channels[number] = Channel(self, number)
                 self.send_method(number, frames.build(commands.Channel.OpenOk, channel_id=""))
                 return
