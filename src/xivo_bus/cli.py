@@ -20,7 +20,11 @@ from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
 from xivo_bus.broker.control import SOCKET_NAME
 from xivo_bus.broker.listeners import Listener, parse_address, tls_context
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
+from xivo_bus.broker.session.server_state import Tuning
 from xivo_bus.broker.store import StoreError
+from xivo_bus.broker.users import DEFAULT_USER, DEFAULT_VHOST
+from xivo_bus.config import ConfigError
+from xivo_bus.config import load as load_config
 from xivo_bus.ctl import add_arguments as add_ctl_arguments
 from xivo_bus.ctl import main as ctl_main
 from xivo_bus.paths import default_data_dir
@@ -67,6 +71,14 @@ async def _serve(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
         control_socket=Path(control_socket) if control_socket else None,
         loopback_users=tuple(name for name in args.loopback_users.split(",") if name),
+        tuning=Tuning(
+            channel_max=args.channel_max,
+            frame_max=args.frame_max,
+            heartbeat=args.heartbeat,
+            handshake_timeout=args.handshake_timeout,
+        ),
+        default_user=(args.default_user, args.default_pass),
+        default_vhost=args.default_vhost,
     )
     try:
         bound = await broker.start(listeners)
@@ -109,6 +121,23 @@ async def _serve(args: argparse.Namespace) -> int:
         await cti.close()
     await broker.close()
     return 0
+
+
+def _bounded(low: int, high: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _milliseconds(text: str) -> float:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("expected a number of milliseconds above 0")
+    return value / 1000
 
 
 def _listeners(args: argparse.Namespace) -> list[Listener]:
@@ -348,6 +377,44 @@ def main(argv: list[str] | None = None) -> int:
         help="with verify_peer: refuse clients without a certificate",
     )
     serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings in RabbitMQ's rabbitmq.conf format and key names (listeners.tcp.N, "
+        "listeners.ssl.N, ssl_options.*, loopback_users.NAME, default_user, default_pass, "
+        "default_vhost, vm_memory_high_watermark.*, consumer_timeout, max_message_size, "
+        "channel_max, frame_max, heartbeat, handshake_timeout); options given here win",
+    )
+    tuning = Tuning()
+    serve.add_argument(
+        "--channel-max",
+        type=_bounded(1, 65535),
+        default=tuning.channel_max,
+        help=f"most channels a connection may open (default {tuning.channel_max})",
+    )
+    serve.add_argument(
+        "--frame-max",
+        type=_bounded(4096, 1 << 20),
+        default=tuning.frame_max,
+        help=f"largest frame, in bytes (default {tuning.frame_max})",
+    )
+    serve.add_argument(
+        "--heartbeat",
+        type=_bounded(0, 65535),
+        default=tuning.heartbeat,
+        help=f"heartbeat offered to clients, in seconds; 0: none (default {tuning.heartbeat})",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=_milliseconds,
+        metavar="MS",
+        default=tuning.handshake_timeout,
+        help="connections that have not finished the AMQP handshake (or the TLS one) by "
+        f"then are closed (default {int(tuning.handshake_timeout * 1000)} ms)",
+    )
+    serve.add_argument("--default-user", default=DEFAULT_USER, help=argparse.SUPPRESS)
+    serve.add_argument("--default-pass", default=DEFAULT_USER, help=argparse.SUPPRESS)
+    serve.add_argument("--default-vhost", default=DEFAULT_VHOST, help=argparse.SUPPRESS)
+    serve.add_argument(
         "--loopback-users",
         default="guest",
         metavar="NAMES",
@@ -482,6 +549,21 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_arguments(bench, url_default)
 
     args = parser.parse_args(argv)
+    if args.command == "serve" and args.config:
+        try:
+            options, warnings = load_config(args.config)
+        except ConfigError as error:
+            return _fail(str(error))
+        # scalars: the file's values become defaults, so that options given win; lists
+        # (listeners): the file's unless options name some
+        lists = {key: options.pop(key) for key in ("listen", "ssl_listen") if key in options}
+        serve.set_defaults(**options)
+        args = parser.parse_args(argv)
+        for key, values in lists.items():
+            if not getattr(args, key):
+                setattr(args, key, values)
+        for warning in warnings:
+            print(f"xivo-bus: {warning}", file=sys.stderr)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     if args.log_level != "DEBUG":
         # The AMQP client libraries log every failed connection attempt; our own

@@ -18,8 +18,8 @@ from xivo_bus.broker.listeners import Listener
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.message import Message
 from xivo_bus.broker.model.vhost import VHost
-from xivo_bus.broker.session.connection import HANDSHAKE_TIMEOUT, Connection
-from xivo_bus.broker.session.server_state import ServerState
+from xivo_bus.broker.session.connection import Connection
+from xivo_bus.broker.session.server_state import ServerState, Tuning
 from xivo_bus.broker.store import Recovered, Store, StoredUser
 from xivo_bus.broker.users import (
     DEFAULT_USER,
@@ -51,6 +51,9 @@ class Broker:
         memory_limit: int | None = None,
         loopback_users: tuple[str, ...] = (DEFAULT_USER,),
         control_socket: Path | None = None,
+        tuning: Tuning | None = None,
+        default_user: tuple[str, str] = (DEFAULT_USER, DEFAULT_USER),
+        default_vhost: str = DEFAULT_VHOST,
     ):
         self.store = Store(data_dir, store_size_limit) if data_dir is not None else None
         connections: set[Connection] = set()
@@ -64,7 +67,10 @@ class Broker:
             store=self.store,
             max_message_size=max_message_size,
             connections=connections,
+            tuning=tuning or Tuning(),
         )
+        self.default_user = default_user
+        self.default_vhost = default_vhost
         self.vhosts = self.state.vhosts
         self.connections = connections
         # unacked deliveries older than this (ms) close their channel; None or 0: never
@@ -81,12 +87,13 @@ class Broker:
     def _defaults(self) -> list[int]:
         """A broker's first start: vhost ``/`` and guest/guest, administrator, with every
         permission on ``/`` (as RabbitMQ's first start). Returns the store writes."""
-        self.vhosts[DEFAULT_VHOST] = VHost(self.loop, DEFAULT_VHOST, self.store)
-        guest = Users.default()
-        self.state.users.put(guest)
+        vhost = self.default_vhost
+        self.vhosts[vhost] = VHost(self.loop, vhost, self.store)
+        user = Users.default(*self.default_user, vhost)
+        self.state.users.put(user)
         if self.store is None:
             return []
-        return [self.store.save_vhost(DEFAULT_VHOST), self.store.save_user(guest)]
+        return [self.store.save_vhost(vhost), self.store.save_user(user)]
 
     def _recover(self) -> None:
         """Read the store back: durable definitions and persistent messages."""
@@ -142,7 +149,7 @@ class Broker:
                 reuse_address=True,
                 backlog=1024,
                 ssl=listener.tls,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if listener.tls else None,
+                ssl_handshake_timeout=self.state.tuning.handshake_timeout if listener.tls else None,
             )
             self.servers.append(server)
             address = server.sockets[0].getsockname()

@@ -136,13 +136,16 @@ class Users:
         self.loopback_users = set(loopback_users)
 
     @staticmethod
-    def default() -> User:
-        """The user of a fresh broker: guest/guest, administrator, all on ``/``."""
+    def default(
+        name: str = DEFAULT_USER, password: str = DEFAULT_USER, vhost: str = DEFAULT_VHOST
+    ) -> User:
+        """The user of a fresh broker: guest/guest (RabbitMQ's ``default_user`` and
+        ``default_pass``), administrator, every permission on the default vhost."""
         return User(
-            DEFAULT_USER,
-            hash_password(DEFAULT_USER),
+            name,
+            hash_password(password),
             tags=("administrator",),
-            permissions={DEFAULT_VHOST: Permission(".*", ".*", ".*")},
+            permissions={vhost: Permission(".*", ".*", ".*")},
         )
 
     def __iter__(self):

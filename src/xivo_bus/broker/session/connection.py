@@ -22,7 +22,7 @@ from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.channel import Channel
-from xivo_bus.broker.session.output import ALARM, SHUTDOWN, Output
+from xivo_bus.broker.session.output import ALARM, AUTH_FAILURE, SHUTDOWN, Output
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.session.state import ConnectionState, Event, State
 from xivo_bus.broker.users import User
@@ -31,10 +31,6 @@ log = logging.getLogger("xivo_bus.broker")
 
 _RUNNING, _CLOSING, _CLOSED = State.RUNNING, State.CLOSING, State.CLOSED  # read per frame
 
-CHANNEL_MAX = 2047
-FRAME_MAX = 131072
-HEARTBEAT = 60
-HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 1.0
 
 CAPABILITIES = {
@@ -70,13 +66,14 @@ class Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.reader = frames.FrameReader()
         self.state = ConnectionState()
-        self.output = Output(self.loop, server.store, self._resume_deliveries, FRAME_MAX)
+        self.tuning = tuning = server.tuning
+        self.output = Output(self.loop, server.store, self._resume_deliveries, tuning.frame_max)
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
         self.client_properties: dict = {}
         self.vhost: VHost | None = None
         self.user: User | None = None
-        self.channel_max = CHANNEL_MAX
+        self.channel_max = tuning.channel_max
         self.heartbeat = 0
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -93,7 +90,7 @@ class Connection(asyncio.Protocol):
         self.peer_host = peer[0] if peer else None
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "unix"
         self.server.connections.add(self)
-        self._timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        self._timer = self.loop.call_later(self.tuning.handshake_timeout, self._handshake_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.state.closed:
@@ -274,33 +271,47 @@ class Connection(asyncio.Protocol):
             )
         except AuthenticationFailed as failure:
             log.warning("connection %s: login refused: %s", self.peer, failure.reason)
-            # Like RabbitMQ: a refused login is explained to clients that asked for it;
-            # an unknown mechanism or a malformed response only gets the socket closed.
-            if not failure.refused or not self.client_capability("authentication_failure_close"):
-                self._close_transport()
-                return
-            raise wording.login_refused(mechanism) from None
+            # Answered a little later, the client unread meanwhile: guessing is slow.
+            self.output.pause_reading(AUTH_FAILURE)
+            self._cancel_timer()
+            self._timer = self.loop.call_later(
+                self.tuning.auth_failure_delay, self._refuse_login, failure, mechanism
+            )
+            return
         self.state.advance(Event.START_OK)
         self.send_method(
             0,
             commands.Connection.Tune(
-                channel_max=CHANNEL_MAX, frame_max=FRAME_MAX, heartbeat=HEARTBEAT
+                channel_max=self.tuning.channel_max,
+                frame_max=self.tuning.frame_max,
+                heartbeat=self.tuning.heartbeat,
             ),
         )
+
+    def _refuse_login(self, failure: AuthenticationFailed, mechanism: str) -> None:
+        """Like RabbitMQ: a refused login is explained to clients that asked for it; an
+        unknown mechanism or a malformed response only gets the socket closed."""
+        self._timer = None
+        self.output.resume_reading(AUTH_FAILURE)
+        if not failure.refused or not self.client_capability("authentication_failure_close"):
+            self._close_transport()
+            return
+        self._fail(wording.login_refused(mechanism))
 
     def _certificate_user(self) -> str | None:
         tls = self.transport.get_extra_info("ssl_object") if self.transport else None
         return certificate_user(tls.getpeercert()) if tls is not None else None
 
     def _tune_ok(self, method: commands.Connection.TuneOk) -> None:
-        frame_max = method.frame_max or FRAME_MAX
+        tuning = self.tuning
+        frame_max = method.frame_max or tuning.frame_max
         if frame_max < frames.FRAME_MIN_SIZE:
             raise wording.frame_max_too_small(frame_max, frames.FRAME_MIN_SIZE)
-        if frame_max > FRAME_MAX:
-            raise wording.frame_max_too_large(frame_max, FRAME_MAX)
-        channel_max = method.channel_max or CHANNEL_MAX
-        if channel_max > CHANNEL_MAX:
-            raise wording.channel_max_too_large(channel_max, CHANNEL_MAX)
+        if frame_max > tuning.frame_max:
+            raise wording.frame_max_too_large(frame_max, tuning.frame_max)
+        channel_max = method.channel_max or tuning.channel_max
+        if channel_max > tuning.channel_max:
+            raise wording.channel_max_too_large(channel_max, tuning.channel_max)
         self.channel_max = channel_max
         self.reader.frame_max = frame_max
         self.output.tuned(frame_max)

@@ -27,6 +27,7 @@ MAX_UNCOMMITTED = 20_000
 DISK = "disk"  # its store writes are too far ahead of the disk
 ALARM = "alarm"  # a resource alarm is on and it publishes
 SHUTDOWN = "shutdown"  # the broker writes its last to the store
+AUTH_FAILURE = "auth failure"  # its login was refused: the refusal comes a little later
 
 
 class Output:

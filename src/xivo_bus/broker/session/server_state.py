@@ -14,6 +14,19 @@ from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.roles import Durability
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """What connections negotiate and how long they are given, as RabbitMQ's
+    ``channel_max``, ``frame_max``, ``heartbeat`` and ``handshake_timeout``."""
+
+    channel_max: int = 2047
+    frame_max: int = 131072
+    heartbeat: int = 60  # seconds
+    handshake_timeout: float = 10.0  # seconds, from the socket to connection.open
+    # a refused login is answered after this long (seconds), to slow password guessing
+    auth_failure_delay: float = 1.0
+
+
 @dataclass
 class ServerState:
     vhosts: dict[str, VHost]
@@ -22,6 +35,7 @@ class ServerState:
     store: Durability | None
     max_message_size: int
     connections: set[Any] = field(default_factory=set)  # session.connection.Connection
+    tuning: Tuning = field(default_factory=Tuning)
 
     def channels(self) -> Iterator[Any]:
         """Every open channel of every connection (for the consumer timeout)."""
