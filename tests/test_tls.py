@@ -207,6 +207,28 @@ def test_external_login_with_a_client_certificate(tmp_path, pki, name):
         broker.stop()
 
 
+def test_external_login_from_the_subject_alternative_name(tmp_path, pki):
+    broker, port = tls_broker(
+        tmp_path,
+        pki,
+        "--ssl-verify",
+        "verify_peer",
+        "--ssl-cert-login-from",
+        "subject_alternative_name",
+    )
+    try:
+        ctl(broker, "add_user", "svc.example", "unused")  # the client certificate's DNS SAN
+        ctl(broker, "set_permissions", "svc.example", ".*", ".*", ".*")
+        external = pika.credentials.ExternalCredentials()
+        connection = pika.BlockingConnection(
+            pika_params(port, client_context(pki, "svc"), external)
+        )
+        connection.channel().queue_declare("", exclusive=True)
+        connection.close()
+    finally:
+        broker.stop()
+
+
 def test_fail_if_no_peer_cert(tmp_path, pki):
     broker, port = tls_broker(
         tmp_path, pki, "--ssl-verify", "verify_peer", "--ssl-fail-if-no-peer-cert"

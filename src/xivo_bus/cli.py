@@ -18,7 +18,13 @@ from xivo_bus import __version__
 from xivo_bus.broker.alarms import default_memory_limit
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
 from xivo_bus.broker.control import SOCKET_NAME
-from xivo_bus.broker.listeners import Listener, parse_address, tls_context
+from xivo_bus.broker.listeners import (
+    COMMON_NAME,
+    SUBJECT_ALTERNATIVE_NAME,
+    Listener,
+    parse_address,
+    tls_context,
+)
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.session.server_state import Tuning
 from xivo_bus.broker.store import StoreError
@@ -76,6 +82,7 @@ async def _serve(args: argparse.Namespace) -> int:
             frame_max=args.frame_max,
             heartbeat=args.heartbeat,
             handshake_timeout=args.handshake_timeout,
+            cert_login_from=args.ssl_cert_login_from,
         ),
         default_user=(args.default_user, args.default_pass),
         default_vhost=args.default_vhost,
@@ -414,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--default-user", default=DEFAULT_USER, help=argparse.SUPPRESS)
     serve.add_argument("--default-pass", default=DEFAULT_USER, help=argparse.SUPPRESS)
     serve.add_argument("--default-vhost", default=DEFAULT_VHOST, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--ssl-cert-login-from",
+        choices=[COMMON_NAME, SUBJECT_ALTERNATIVE_NAME],
+        default=COMMON_NAME,
+        help="what of a client certificate names its user with SASL EXTERNAL: the subject's "
+        "common name (default) or its first DNS subject alternative name",
+    )
     serve.add_argument(
         "--loopback-users",
         default="guest",

@@ -100,6 +100,10 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ssl_options.cacertfile": ("ssl_cacertfile", str),
     "ssl_options.verify": ("ssl_verify", _choice("verify_peer", "verify_none")),
     "ssl_options.fail_if_no_peer_cert": ("ssl_fail_if_no_peer_cert", _bool),
+    "ssl_cert_login_from": (
+        "ssl_cert_login_from",
+        _choice("common_name", "subject_alternative_name"),
+    ),
     "default_user": ("default_user", str),
     "default_pass": ("default_pass", str),
     "default_vhost": ("default_vhost", str),

@@ -69,11 +69,21 @@ def tls_context(
     return context
 
 
-def certificate_user(peer_certificate: dict | None) -> str | None:
+COMMON_NAME = "common_name"
+SUBJECT_ALTERNATIVE_NAME = "subject_alternative_name"
+
+
+def certificate_user(peer_certificate: dict | None, login_from: str = COMMON_NAME) -> str | None:
     """The user name a client certificate logs in as with SASL EXTERNAL: its subject's
-    common name (RabbitMQ's ``ssl_cert_login_from = common_name``)."""
+    common name, or its first DNS subject alternative name (RabbitMQ's
+    ``ssl_cert_login_from`` = ``common_name`` / ``subject_alternative_name`` with
+    ``ssl_cert_login_san_type = dns``, index 0)."""
     if not peer_certificate:
         return None
+    if login_from == SUBJECT_ALTERNATIVE_NAME:
+        alternatives = peer_certificate.get("subjectAltName", ())
+        names = [value for kind, value in alternatives if kind == "DNS"]
+        return names[0] if names else None
     for rdn in peer_certificate.get("subject", ()):
         for key, value in rdn:
             if key == "commonName":

@@ -300,7 +300,9 @@ class Connection(asyncio.Protocol):
 
     def _certificate_user(self) -> str | None:
         tls = self.transport.get_extra_info("ssl_object") if self.transport else None
-        return certificate_user(tls.getpeercert()) if tls is not None else None
+        if tls is None:
+            return None
+        return certificate_user(tls.getpeercert(), self.tuning.cert_login_from)
 
     def _tune_ok(self, method: commands.Connection.TuneOk) -> None:
         tuning = self.tuning

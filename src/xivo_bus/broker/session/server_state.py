@@ -25,6 +25,8 @@ class Tuning:
     handshake_timeout: float = 10.0  # seconds, from the socket to connection.open
     # a refused login is answered after this long (seconds), to slow password guessing
     auth_failure_delay: float = 1.0
+    # what of a client certificate names its user with SASL EXTERNAL
+    cert_login_from: str = "common_name"
 
 
 @dataclass
