@@ -40,6 +40,11 @@ class BrokerProcess:
         return self.proc.wait(timeout)
 
 
+def serve_argv(*args: str) -> list[str]:
+    """The command line of ``xivo-bus serve`` with ``args``, run by this Python."""
+    return [sys.executable, "-m", "xivo_bus", "serve", *args]
+
+
 def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> BrokerProcess:
     """Start ``xivo-bus serve --port 0`` and wait for its ready line. Unless ``args`` name
     a ``--data-dir``, the broker gets a fresh one of its own. The call forms web service

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 
 import pika
 import pytest
-from conftest import READY, BrokerProcess, start_broker
+from conftest import READY, BrokerProcess, serve_argv, start_broker
 from pamqp import commands
 from pamqp import frame as pamqp_frame
 
@@ -83,11 +82,7 @@ def test_serve_with_a_config_file_and_options_that_win(tmp_path):
         "loopback_users = none\nchannel_max = 10\nframe_max = 8192\n",
     )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xivo_bus",
-            "serve",
+        serve_argv(
             "--no-cti",
             "--config",
             str(config),
@@ -95,7 +90,7 @@ def test_serve_with_a_config_file_and_options_that_win(tmp_path):
             str(tmp_path / "data"),
             "--channel-max",
             "20",
-        ],  # fmt: skip
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -121,17 +116,13 @@ def test_serve_with_a_config_file_and_options_that_win(tmp_path):
 def test_a_bad_config_file_stops_serve_with_the_line(tmp_path):
     config = write(tmp_path, "channel_max = 10\nlisteners.tcp.1 = nowhere\n")
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xivo_bus",
-            "serve",
+        serve_argv(
             "--no-cti",
             "--config",
             str(config),
             "--data-dir",
             str(tmp_path / "data"),
-        ],  # fmt: skip
+        ),
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 import trustme
-from conftest import READY
+from conftest import READY, serve_argv
 
 HOST_ADDRESS, REMOTE_ADDRESS = "10.231.7.1", "10.231.7.2"  # a /30 of our own namespace
 
@@ -97,11 +97,7 @@ def test_a_service_on_another_host(remote_host, tmp_path):
     server.private_key_pem.write_to_path(tmp_path / "key.pem")
     data = tmp_path / "data"
     broker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xivo_bus",
-            "serve",
+        serve_argv(
             "--no-cti",
             "--data-dir",
             str(data),
@@ -113,7 +109,7 @@ def test_a_service_on_another_host(remote_host, tmp_path):
             str(tmp_path / "cert.pem"),
             "--ssl-keyfile",
             str(tmp_path / "key.pem"),
-        ],  # fmt: skip
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -17,7 +17,7 @@ import kombu
 import pika
 import pytest
 import trustme
-from conftest import READY, BrokerProcess
+from conftest import READY, BrokerProcess, serve_argv
 
 TLS_READY = "accepting AMQP/TLS connections on "
 
@@ -42,11 +42,7 @@ def pki(tmp_path_factory):
 def tls_broker(tmp_path, pki, *extra: str) -> tuple[BrokerProcess, int]:
     """A broker with a plain and a TLS listener; returns it and the TLS port."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xivo_bus",
-            "serve",
+        serve_argv(
             "--port",
             "0",
             "--no-cti",
@@ -61,7 +57,7 @@ def tls_broker(tmp_path, pki, *extra: str) -> tuple[BrokerProcess, int]:
             "--ssl-cacertfile",
             str(pki["ca"]),
             *extra,
-        ],  # fmt: skip
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -243,11 +239,7 @@ def test_fail_if_no_peer_cert(tmp_path, pki):
 
 def test_bad_tls_files_are_a_clear_error(tmp_path, pki):
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xivo_bus",
-            "serve",
+        serve_argv(
             "--port",
             "0",
             "--no-cti",
@@ -257,7 +249,7 @@ def test_bad_tls_files_are_a_clear_error(tmp_path, pki):
             "127.0.0.1:0",
             "--ssl-certfile",
             str(tmp_path / "missing.pem"),
-        ],  # fmt: skip
+        ),
         capture_output=True,
         text=True,
         timeout=60,
