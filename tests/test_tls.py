@@ -161,6 +161,17 @@ def handshake(port: int, pki, version: ssl.TLSVersion) -> str:
             return f"refused: {error.reason}"
 
 
+def test_ciphers_without_forward_secrecy_are_refused(broker_tls, pki):
+    _, port = broker_tls
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(pki["ca"]))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 suites are all fine
+    context.set_ciphers("AES128-GCM-SHA256:AES256-SHA:@SECLEVEL=0")  # RSA key exchange
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLError):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
 def test_tls_below_1_2_is_refused(broker_tls, pki):
     _, port = broker_tls
     assert handshake(port, pki, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
