@@ -214,7 +214,7 @@ def access_topic_permissions(url, prefix, admin):
     return seen
 
 
-@scenario("ext:access-cache", admin=True, timeout=60)
+@scenario("ext:access-cache", admin=True, timeout=90)
 def access_change_applies_as_rabbitmq(url, prefix, admin):
     """A new channel sees a permission change at once; a channel that used a resource
     sees it once it has been idle (RabbitMQ forgets when its channel hibernates, within
@@ -235,7 +235,7 @@ def access_change_applies_as_rabbitmq(url, prefix, admin):
         seen["same channel, idle"] = outcome(lambda: channel.basic_get(queue))
         admin("set_permissions", "-p", "/", name, ".*", ".*", ".*")
     try:
-        for _ in range(50):
+        for _ in range(200):  # up to 20 s
             client.process_data_events(time_limit=0.1)
         seen["after delete_user"] = "still open"
     except pika.exceptions.AMQPError as exc:
@@ -244,7 +244,7 @@ def access_change_applies_as_rabbitmq(url, prefix, admin):
     return seen
 
 
-@scenario("connection.open", "ext:vhosts", admin=True)
+@scenario("connection.open", "ext:vhosts", admin=True, timeout=60)
 def vhosts_are_separate_and_deleting_one_closes_its_connections(url, prefix, admin):
     vhost = f"{prefix}-vh"
     admin("add_vhost", vhost)
@@ -265,11 +265,16 @@ def vhosts_are_separate_and_deleting_one_closes_its_connections(url, prefix, adm
             )
             admin("delete_vhost", vhost)
             try:
-                for _ in range(50):
+                for _ in range(200):  # up to 20 s
                     inside.process_data_events(time_limit=0.1)
                 seen["after delete_vhost"] = "still open"
             except pika.exceptions.AMQPError as exc:
-                seen["after delete_vhost"] = error(exc)
+                seen["after delete_vhost"] = closed = error(exc)
+                # RabbitMQ says "is down" instead when its vhost supervisor stops before the
+                # deletion reaches the connection (a race of its own); either is the close
+                text = closed.get("connection_closed", [0, ""])
+                if text[1].endswith(f"vhost '{vhost}' is down"):
+                    text[1] = text[1].removesuffix("is down") + "is deleted"
             seen["open deleted vhost"] = _refused_open(url_for(url, name, vhost))
     finally:
         with contextlib.suppress(RuntimeError):
