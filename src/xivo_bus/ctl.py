@@ -15,8 +15,9 @@ from pathlib import Path
 from xivo_bus.broker.control import SOCKET_NAME
 from xivo_bus.paths import default_data_dir
 
-EX_USAGE = 64
+EX_DATAERR = 65
 EX_UNAVAILABLE = 69
+EX_CANTCREAT = 73
 
 # verb: (positional arguments, takes -p, banner, columns of a listing)
 VERBS: dict[str, tuple[tuple[str, ...], bool, str, tuple[str, ...] | None]] = {
@@ -114,6 +115,18 @@ VERBS: dict[str, tuple[tuple[str, ...], bool, str, tuple[str, ...] | None]] = {
         "Listing limits for {which} ...",
         ("user", "limits"),
     ),
+    "export_definitions": (
+        ("file",),
+        False,
+        'Exporting definitions in JSON to a file at "{file}" ...',
+        None,
+    ),
+    "import_definitions": (
+        ("file",),
+        False,
+        'Importing definitions in JSON from a file at "{file}" ...',
+        None,
+    ),
 }
 DONE = {
     "add_user": "Done. Don't forget to grant the user permissions to some virtual hosts! "
@@ -166,8 +179,15 @@ def main(args: argparse.Namespace) -> int:
         request["vhost"] = args.vhost
     if "password" in request and request["password"] is None:
         request["password"] = _read_password()
-    if not args.quiet:
-        shown = {**request, "tags": ", ".join(request.get("tags") or ())}
+    definitions_file = request.pop("file", None)
+    if args.verb == "import_definitions":
+        try:
+            request["definitions_"] = _read_definitions(definitions_file)
+        except (OSError, ValueError) as error:
+            print(f"Error:\n{error}", file=sys.stderr)
+            return EX_DATAERR
+    if not args.quiet and definitions_file != "-":
+        shown = {**request, "file": definitions_file, "tags": ", ".join(request.get("tags") or ())}
         shown["on"] = f' on "{request["exchange"]}"' if request.get("exchange") else ""
         if "{what}" in banner:
             name = request["name"]
@@ -194,12 +214,47 @@ def main(args: argparse.Namespace) -> int:
         print(f"Error:\n{answer['error']}", file=sys.stderr)
         return int(answer.get("code") or 70)
     rows = answer.get("ok")
+    if args.verb == "export_definitions":
+        return _write_definitions(definitions_file, rows)
+    if args.verb == "import_definitions":
+        print(f"Successfully imported definitions: {rows}")
+        return 0
     if isinstance(rows, str):  # one JSON object (list_*_limits of one vhost or user)
         print(rows)
     elif columns is not None:
         _print_rows(rows or [], columns, args.formatter)
     elif args.verb in DONE and not args.quiet:
         print(DONE[args.verb])
+    return 0
+
+
+def _read_definitions(file: str) -> dict:
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise ValueError(f"File {file} does not exist")
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{file} is not JSON: {error}") from None
+
+
+def _write_definitions(file: str, definitions: dict) -> int:
+    text = json.dumps(definitions, sort_keys=True, separators=(",", ":"))
+    if file == "-":
+        print(text)
+        return 0
+    try:
+        # users' password hashes are in it: owner only, as the store
+        descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
+    except OSError as error:
+        print(f"Error:\ncannot write {file}: {error.strerror}", file=sys.stderr)
+        return EX_CANTCREAT
     return 0
 
 

@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from xivo_bus.amqp import errors
+from xivo_bus.amqp.errors import AMQPError
+from xivo_bus.broker import definitions
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.users import User, UserError
@@ -156,6 +158,93 @@ class Admin:
 
     async def list_vhosts(self) -> list[dict]:
         return [{"name": name} for name in sorted(self.state.vhosts)]
+
+    # -- definitions ------------------------------------------------------------------
+
+    async def export_definitions(self) -> dict:
+        return definitions.export(self.state.vhosts, self.users)
+
+    async def import_definitions(self, definitions_: dict) -> str:
+        """Apply RabbitMQ definitions: users (hashes as they are), vhosts and their limits,
+        permissions, exchanges, queues, bindings; all on disk before the answer."""
+        try:
+            definitions.check(definitions_)
+            users = definitions.users_from(definitions_)
+            limits = definitions.vhost_limits(definitions_)
+        except definitions.DefinitionsError as error:
+            refused = f"definitions refused, nothing imported: {error}"
+            raise AdminError(refused, EX_DATAERR) from None
+        store = self.state.store
+        for name, vhost_limits in limits.items():
+            vhost = self.state.vhosts.get(name)
+            if vhost is None:
+                vhost = self.state.vhosts[name] = VHost(self.clock, name, store)
+            vhost.set_limits(vhost_limits)
+        for user in users:
+            self.users.put(user)
+        counts = {"exchanges": 0, "queues": 0, "bindings": 0}
+        try:
+            for entry in definitions_.get("exchanges") or []:
+                vhost = self._import_vhost(entry)
+                vhost.declare_exchange(
+                    entry["name"],
+                    entry.get("type", "direct"),
+                    bool(entry.get("durable", True)),
+                    bool(entry.get("auto_delete", False)),
+                    bool(entry.get("internal", False)),
+                    entry.get("arguments") or {},
+                )
+                counts["exchanges"] += 1
+            for entry in definitions_.get("queues") or []:
+                vhost = self._import_vhost(entry)
+                vhost.declare_queue(
+                    entry["name"],
+                    bool(entry.get("durable", True)),
+                    False,
+                    bool(entry.get("auto_delete", False)),
+                    entry.get("arguments") or {},
+                    None,
+                )
+                counts["queues"] += 1
+            for entry in definitions_.get("bindings") or []:
+                vhost = self._import_vhost(entry)
+                source = vhost.exchange(entry["source"])
+                kind = entry.get("destination_type", "queue")
+                destination = (
+                    vhost.exchange(entry["destination"])
+                    if kind == "exchange"
+                    else vhost.queue(entry["destination"], None)
+                )
+                key, arguments = entry.get("routing_key", ""), entry.get("arguments") or {}
+                vhost.bind(source, destination, key, arguments)
+                counts["bindings"] += 1
+        except (AMQPError, KeyError) as error:
+            text = error.reply_text if isinstance(error, AMQPError) else f"missing {error}"
+            stopped = f"definitions partly imported, stopped at: {text}"
+            raise AdminError(stopped, EX_DATAERR) from None
+        finally:
+            if store is not None:
+                last = 0
+                for name in limits:
+                    last = store.save_vhost(name, self.state.vhosts[name].limits)
+                for user in users:
+                    last = store.save_user(user)
+                await self._on_disk(last)
+        return (
+            f"{len(users)} users, {len(limits)} vhosts, {counts['exchanges']} exchanges, "
+            f"{counts['queues']} queues, {counts['bindings']} bindings"
+        )
+
+    def _import_vhost(self, entry: dict) -> VHost:
+        name = entry.get("vhost", "/")
+        vhost = self.state.vhosts.get(name)
+        if vhost is None:
+            raise AdminError(
+                f"definitions partly imported, stopped at: {entry.get('name')!r} is in vhost "
+                f"'{name}', which neither exists nor is defined",
+                EX_DATAERR,
+            )
+        return vhost
 
     # -- limits -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from xivo_bus.broker.admin import EX_DATAERR, EX_SOFTWARE, Admin, AdminError
 log = logging.getLogger("xivo_bus.broker.control")
 
 SOCKET_NAME = "ctl.sock"
-MAX_REQUEST = 1 << 20
+MAX_REQUEST = 64 << 20  # definitions of many queues and users
 
 VERBS = {
     "add_user": ("name", "password"),
@@ -50,6 +50,8 @@ VERBS = {
     "set_user_limits": ("user", "limits"),
     "clear_user_limits": ("user", "name"),
     "list_user_limits": ("user", "all_"),
+    "export_definitions": (),
+    "import_definitions": ("definitions_",),
 }
 
 
