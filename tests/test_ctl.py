@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pika
 import pytest
@@ -33,6 +34,17 @@ def login(broker, user: str, password: str, vhost: str = "/") -> pika.BlockingCo
             broker.host, broker.port, vhost, pika.PlainCredentials(user, password)
         )
     )
+
+
+def closed_with(connection: pika.BlockingConnection, timeout: float = 30) -> str:
+    """The text of the connection.close the broker sends (polled up to ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+    except pika.exceptions.ConnectionClosedByBroker as closed:
+        return closed.reply_text
+    raise AssertionError(f"still open after {timeout} s")
 
 
 @pytest.fixture
@@ -161,3 +173,54 @@ def test_no_broker_no_socket(tmp_path):
     )
     assert done.returncode == 69
     assert f"cannot reach the broker's control socket {tmp_path}/ctl.sock" in done.stderr
+
+
+def test_listings_and_maintenance(own_broker):
+    connection = login(own_broker, "guest", "guest")
+    channel = connection.channel()
+    channel.queue_declare("orders", arguments={"x-max-length": 10})
+    channel.queue_bind("orders", "amq.direct", "new")
+    channel.basic_publish("", "orders", b"1")
+    channel.basic_publish("", "orders", b"2")
+    channel.basic_qos(prefetch_count=1)
+    channel.basic_consume("orders", lambda *args: None, consumer_tag="worker")
+    deadline = time.monotonic() + 30
+    while "orders\t1\t1\t1" not in ctl(
+        own_broker, "-q", "list_queues", "name", "messages_ready", "messages_unacknowledged",
+        "consumers",
+    ).stdout:  # fmt: skip
+        assert time.monotonic() < deadline, "the delivery never showed"
+        connection.process_data_events(time_limit=0.1)
+    done = ctl(own_broker, "list_queues", "name", "durable", "arguments")
+    assert done.stdout == (
+        "Listing queues for vhost / ...\nname\tdurable\targuments\n"
+        'orders\tfalse\t[{"x-max-length",10}]\n'
+    )
+    assert ctl(own_broker, "-q", "list_bindings").stdout == (
+        "source_name\tsource_kind\tdestination_name\tdestination_kind\trouting_key\targuments\n"
+        "\texchange\torders\tqueue\torders\t[]\n"
+        "amq.direct\texchange\torders\tqueue\tnew\t[]\n"
+    )
+    exchanges = ctl(own_broker, "-q", "list_exchanges", "--formatter", "json").stdout
+    assert {"name": "xivo-cti", "type": "direct"} in json.loads(exchanges)
+    connections = ctl(own_broker, "-q", "list_connections", "name", "user", "channels").stdout
+    [header, row] = connections.splitlines()
+    name, user, channels = row.split("\t")
+    assert (header, user, channels) == ("name\tuser\tchannels", "guest", "1")
+    consumers = ctl(own_broker, "-q", "list_consumers").stdout.splitlines()[1].split("\t")
+    assert consumers[0] == "orders" and consumers[2:6] == ["worker", "true", "1", "true"]
+    channels = ctl(own_broker, "-q", "list_channels").stdout.splitlines()[1].split("\t")
+    assert channels[1:] == ["guest", "1", "1"]
+    done = ctl(own_broker, "list_queues", "nonsense")
+    assert (done.returncode, done.stderr) == (64, "Error:\nInvalid info item(s): nonsense\n")
+    ctl(own_broker, "close_connection", name, "maintenance")
+    assert closed_with(connection) == "CONNECTION_FORCED - maintenance"
+    assert ctl(own_broker, "purge_queue", "orders").returncode == 0
+    done = ctl(own_broker, "delete_queue", "orders")
+    assert done.stdout.endswith("Queue was successfully deleted with 0 ready messages\n")
+    done = ctl(own_broker, "purge_queue", "orders")
+    assert (done.returncode, done.stderr) == (69, "Error:\nnot_found\n")
+    other = login(own_broker, "guest", "guest")
+    done = ctl(own_broker, "close_all_connections", "bye")
+    assert done.stdout.endswith("Closed 1 connections\n")
+    assert closed_with(other) == "CONNECTION_FORCED - bye"

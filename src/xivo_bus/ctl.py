@@ -115,6 +115,71 @@ VERBS: dict[str, tuple[tuple[str, ...], bool, str, tuple[str, ...] | None]] = {
         "Listing limits for {which} ...",
         ("user", "limits"),
     ),
+    "list_queues": (
+        ("columns*",),
+        True,
+        "Listing queues for vhost {vhost} ...",
+        ("name", "messages"),
+    ),
+    "list_exchanges": (
+        ("columns*",),
+        True,
+        "Listing exchanges for vhost {vhost} ...",
+        ("name", "type"),
+    ),
+    "list_bindings": (
+        (),
+        True,
+        "Listing bindings for vhost {vhost}...",
+        (
+            "source_name",
+            "source_kind",
+            "destination_name",
+            "destination_kind",
+            "routing_key",
+            "arguments",
+        ),
+    ),
+    "list_connections": (
+        ("columns*",),
+        False,
+        "Listing connections ...",
+        ("user", "peer_host", "peer_port", "state"),
+    ),
+    "list_channels": (
+        (),
+        False,
+        "Listing channels ...",
+        ("pid", "user", "consumer_count", "messages_unacknowledged"),
+    ),
+    "list_consumers": (
+        (),
+        True,
+        "Listing consumers in vhost {vhost} ...",
+        (
+            "queue_name",
+            "channel_pid",
+            "consumer_tag",
+            "ack_required",
+            "prefetch_count",
+            "active",
+            "arguments",
+        ),
+    ),
+    "purge_queue": (("queue",), True, "Purging queue '{queue}' in vhost '{vhost}' ...", None),
+    "delete_queue": (("queue",), True, "Deleting queue '{queue}' on vhost '{vhost}' ...", None),
+    "close_connection": (
+        ("name", "reason"),
+        False,
+        "Closing connection {name}, reason: {reason}...",
+        None,
+    ),
+    "close_all_connections": (
+        ("reason", "all_!"),
+        True,
+        "Closing all connections in vhost {vhost}, reason: {reason}...",
+        None,
+    ),
     "export_definitions": (
         ("file",),
         False,
@@ -222,7 +287,7 @@ def main(args: argparse.Namespace) -> int:
     if isinstance(rows, str):  # one JSON object (list_*_limits of one vhost or user)
         print(rows)
     elif columns is not None:
-        _print_rows(rows or [], columns, args.formatter)
+        _print_rows(rows or [], tuple(request.get("columns") or columns), args.formatter)
     elif args.verb in DONE and not args.quiet:
         print(DONE[args.verb])
     return 0
@@ -289,5 +354,10 @@ def _print_rows(rows: list[dict], columns: tuple[str, ...], formatter: str) -> N
         cells = []
         for column in columns:
             value = row[column]
-            cells.append(f"[{', '.join(value)}]" if isinstance(value, list) else str(value))
+            if isinstance(value, list):
+                cells.append(f"[{', '.join(value)}]")
+            elif isinstance(value, bool):
+                cells.append("true" if value else "false")
+            else:
+                cells.append(str(value))
         print("\t".join(cells))

@@ -14,11 +14,13 @@ from typing import Any
 from xivo_bus.amqp import errors
 from xivo_bus.amqp.errors import AMQPError
 from xivo_bus.broker import definitions
+from xivo_bus.broker.model.exchanges import Exchange
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.users import User, UserError
 
 # sysexits, as rabbitmqctl uses them
+EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOUSER = 67
 EX_UNAVAILABLE = 69
@@ -158,6 +160,118 @@ class Admin:
 
     async def list_vhosts(self) -> list[dict]:
         return [{"name": name} for name in sorted(self.state.vhosts)]
+
+    # -- listings and maintenance (rabbitmqctl's list_* and friends) -------------------
+
+    def _columns(self, columns: list[str] | None, known: dict, default: tuple) -> list[str]:
+        columns = list(columns or default)
+        unknown = [column for column in columns if column not in known]
+        if unknown:
+            raise AdminError(f"Invalid info item(s): {', '.join(unknown)}", EX_USAGE)
+        return columns
+
+    async def list_queues(self, vhost: str, columns: list[str] | None = None) -> list[dict]:
+        found = self._vhost(vhost)
+        wanted = self._columns(columns, QUEUE_INFO, ("name", "messages"))
+        return [
+            {column: QUEUE_INFO[column](queue) for column in wanted}
+            for queue in found.queues.values()
+        ]
+
+    async def list_exchanges(self, vhost: str, columns: list[str] | None = None) -> list[dict]:
+        found = self._vhost(vhost)
+        wanted = self._columns(columns, EXCHANGE_INFO, ("name", "type"))
+        return [
+            {column: EXCHANGE_INFO[column](exchange) for column in wanted}
+            for exchange in found.exchanges.values()
+        ]
+
+    async def list_bindings(self, vhost: str) -> list[dict]:
+        found = self._vhost(vhost)
+        rows = [
+            _binding_row("", queue.name, "queue", queue.name, {})  # the default exchange's
+            for queue in found.queues.values()
+        ]
+        for exchange in found.exchanges.values():
+            for binding in exchange.bindings.values():
+                destination = binding.destination
+                kind = "exchange" if isinstance(destination, Exchange) else "queue"
+                rows.append(
+                    _binding_row(
+                        exchange.name,
+                        destination.name,
+                        kind,
+                        binding.routing_key,
+                        binding.arguments,
+                    )  # fmt: skip
+                )
+        return rows
+
+    async def list_connections(self, columns: list[str] | None = None) -> list[dict]:
+        wanted = self._columns(
+            columns, CONNECTION_INFO, ("user", "peer_host", "peer_port", "state")
+        )
+        return [
+            {column: CONNECTION_INFO[column](connection) for column in wanted}
+            for connection in self.state.connections
+            if connection.user is not None
+        ]
+
+    async def list_channels(self) -> list[dict]:
+        return [
+            {
+                "pid": channel_pid(connection, channel.number),
+                "user": connection.user.name,
+                "consumer_count": len(channel.consumers),
+                "messages_unacknowledged": len(channel.unacked),
+            }
+            for connection in self.state.connections
+            if connection.user is not None
+            for channel in connection.channels.values()
+        ]
+
+    async def list_consumers(self, vhost: str) -> list[dict]:
+        found = self._vhost(vhost)
+        return [
+            {
+                "queue_name": queue.name,
+                "channel_pid": channel_pid(consumer.channel.connection, consumer.channel.number),
+                "consumer_tag": consumer.tag,
+                "ack_required": not consumer.no_ack,
+                "prefetch_count": consumer.prefetch,
+                "active": True,
+                "arguments": erlang_table({}),
+            }
+            for queue in found.queues.values()
+            for consumer in queue.consumers
+        ]
+
+    async def purge_queue(self, vhost: str, queue: str) -> None:
+        found = self._vhost(vhost).queues.get(queue)
+        if found is None:
+            raise AdminError("not_found", EX_UNAVAILABLE)
+        found.purge()
+
+    async def delete_queue(self, vhost: str, queue: str) -> str:
+        host = self._vhost(vhost)
+        found = host.queues.get(queue)
+        if found is None:
+            raise AdminError("not_found", EX_UNAVAILABLE)
+        count = host.delete_queue(found)
+        return f"Queue was successfully deleted with {count} ready messages"
+
+    async def close_connection(self, name: str, reason: str) -> None:
+        self._close_connections(reason, lambda connection: connection_name(connection) == name)
+
+    async def close_all_connections(self, vhost: str, all_: bool, reason: str) -> str:
+        which = [
+            connection
+            for connection in self.state.connections
+            if all_ or (connection.vhost is not None and connection.vhost.name == vhost)
+        ]
+        for connection in which:
+            connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {reason}")
+        return f"Closed {len(which)} connections"
 
     # -- definitions ------------------------------------------------------------------
 
@@ -385,6 +499,70 @@ def parse_limits(text: str, known: tuple[str, ...]) -> dict[str, int]:
 
 def _limits(limits: dict[str, int]) -> str:
     return json.dumps(dict(sorted(limits.items())), separators=(",", ":"))
+
+
+def erlang_table(table: dict) -> str:
+    """A field table as rabbitmqctl prints it: ``[{"x-max-length",10}]``."""
+    return "[" + ",".join(f"{{{json.dumps(k)},{json.dumps(v)}}}" for k, v in table.items()) + "]"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _binding_row(source, destination, kind, routing_key, arguments) -> dict:
+    return {
+        "source_name": source,
+        "source_kind": "exchange",
+        "destination_name": destination,
+        "destination_kind": kind,
+        "routing_key": routing_key,
+        "arguments": erlang_table(arguments),
+    }
+
+
+def connection_name(connection) -> str:
+    """As RabbitMQ names a connection: ``client address:port -> broker address:port``."""
+    local = connection.transport.get_extra_info("sockname") if connection.transport else None
+    return f"{connection.peer} -> {local[0]}:{local[1]}" if local else connection.peer
+
+
+def channel_pid(connection, number: int) -> str:
+    """A stand-in for RabbitMQ's channel pid: ``<connection name (channel number)>``."""
+    return f"<{connection_name(connection)} ({number})>"
+
+
+QUEUE_INFO = {
+    "name": lambda q: q.name,
+    "messages": lambda q: q.message_count + q.unacked,
+    "messages_ready": lambda q: q.message_count,
+    "messages_unacknowledged": lambda q: q.unacked,
+    "consumers": lambda q: q.consumer_count,
+    "durable": lambda q: _bool(q.durable),
+    "auto_delete": lambda q: _bool(q.auto_delete),
+    "exclusive": lambda q: _bool(q.exclusive),
+    "arguments": lambda q: erlang_table(q.arguments),
+    "type": lambda q: "classic",
+    "state": lambda q: "running",
+}
+EXCHANGE_INFO = {
+    "name": lambda e: e.name,
+    "type": lambda e: e.type_name,
+    "durable": lambda e: _bool(e.durable),
+    "auto_delete": lambda e: _bool(e.auto_delete),
+    "internal": lambda e: _bool(e.internal),
+    "arguments": lambda e: erlang_table(e.arguments),
+}
+CONNECTION_INFO = {
+    "name": connection_name,
+    "user": lambda c: c.user.name,
+    "peer_host": lambda c: c.peer_host,
+    "peer_port": lambda c: int(c.peer.rsplit(":", 1)[1]) if ":" in c.peer else 0,
+    "state": lambda c: "running",
+    "vhost": lambda c: c.vhost.name if c.vhost is not None else "",
+    "channels": lambda c: len(c.channels),
+    "ssl": lambda c: _bool(c.transport.get_extra_info("ssl_object") is not None),
+}
 
 
 def _permission(permission) -> dict:
