@@ -41,7 +41,10 @@ class BrokerProcess:
 
 
 def serve_argv(*args: str) -> list[str]:
-    """The command line of ``xivo-bus serve`` with ``args``, run by this Python."""
+    """The command line of ``xivo-bus serve`` with ``args``, run by this Python (with no
+    metrics listener unless ``args`` ask for one: tests never take a fixed port)."""
+    if "--prometheus" not in args:
+        args = (*args, "--no-prometheus")
     return [sys.executable, "-m", "xivo_bus", "serve", *args]
 
 
@@ -53,6 +56,8 @@ def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> Brok
         args = (*args, "--data-dir", tempfile.mkdtemp(prefix="xivo-bus-test-"))
     if not cti:
         args = (*args, "--no-cti")
+    if "--prometheus" not in args and "--no-prometheus" not in args:
+        args = (*args, "--prometheus", "127.0.0.1:0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "xivo_bus", "--log-level", "INFO", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ import sys
 
 import httpx
 import pytest
-from conftest import ChildLines, start_broker
+from conftest import ChildLines, serve_argv, start_broker
 from cti_support import cti_line
 
 from xivo_bus.cti.users import UserStore
@@ -85,8 +85,7 @@ def test_busy_http_port_is_an_error_for_cti_and_a_warning_for_serve(tmp_path):
         assert done.stderr == f"xivo-bus: cannot listen on {http}: Address already in use\n"
 
         serve = subprocess.Popen(
-            [sys.executable, "-m", "xivo_bus", "serve", "--port", "0", "--http", http]
-            + ["--data-dir", str(tmp_path)],
+            serve_argv("--port", "0", "--http", http, "--data-dir", str(tmp_path)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

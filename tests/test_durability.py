@@ -12,7 +12,7 @@ import time
 import pika
 import pytest
 from amqp_raw import RawClient
-from conftest import start_broker
+from conftest import serve_argv, start_broker
 from durability import crash_cycles
 from pamqp import commands
 
@@ -173,7 +173,7 @@ def test_damaged_store_starts_with_what_is_intact(tmp_path, name, how):
     damage(store, how)
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xivo_bus", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        serve_argv("--port", "0", "--data-dir", str(tmp_path)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -25,6 +25,7 @@ from xivo_bus.broker.listeners import (
     parse_address,
     tls_context,
 )
+from xivo_bus.broker.metrics import MetricsServer
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.session.server_state import Tuning
 from xivo_bus.broker.store import StoreError
@@ -112,6 +113,16 @@ async def _serve(args: argparse.Namespace) -> int:
             print(f"xivo-bus: damaged data skipped: {skipped}", file=sys.stderr, flush=True)
     else:
         print("xivo-bus: in memory only: nothing survives a restart", flush=True)
+    metrics = None
+    if not args.no_prometheus:
+        try:
+            metrics = MetricsServer(broker.state, *parse_address(args.prometheus))
+            host, port = await metrics.start()
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            print(f"xivo-bus: Prometheus metrics on http://{where}/metrics", flush=True)
+        except (ValueError, OSError) as error:
+            metrics = None
+            print(f"xivo-bus: Prometheus metrics not served: {error}", file=sys.stderr)
     # What exists now lives for the whole run: keep the collector off it, and collect
     # less often (a broker allocates a lot, and rarely makes reference cycles).
     gc.freeze()
@@ -124,10 +135,15 @@ async def _serve(args: argparse.Namespace) -> int:
         cti = await _start_cti(_loopback_url(*plain[0]), args.http, Path(args.data_dir))
     await stop.wait()
     print("xivo-bus: shutting down", flush=True)
+    if metrics is not None:
+        metrics.close()
     if cti is not None:
         await cti.close()
     await broker.close()
     return 0
+
+
+DEFAULT_PROMETHEUS = "127.0.0.1:15692"  # RabbitMQ's prometheus.tcp.port, on loopback
 
 
 def _bounded(low: int, high: int):
@@ -448,6 +464,16 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cti", action="store_true", help="do not start the call forms web service"
     )
     serve.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help=http_help)
+    serve.add_argument(
+        "--prometheus",
+        default=DEFAULT_PROMETHEUS,
+        metavar="HOST:PORT",
+        help=f"Prometheus metrics at http://HOST:PORT/metrics, as RabbitMQ's plugin serves "
+        f"them (default {DEFAULT_PROMETHEUS}; port 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--no-prometheus", action="store_true", help="do not serve Prometheus metrics"
+    )
     serve.add_argument(
         "--ctl-socket",
         metavar="PATH",

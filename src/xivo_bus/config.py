@@ -24,7 +24,6 @@ IGNORED = (
     "collect_statistics",
     "disk_free_limit.",
     "management.",
-    "prometheus.",
     "queue_master_locator",
     "mnesia_table_loading",
 )
@@ -130,6 +129,7 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
     ssl_listen: dict[str, str] = {}
     loopback: dict[str, bool] = {}
     loopback_set = False
+    prometheus: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -149,6 +149,10 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
             elif key.startswith("loopback_users."):
                 loopback[key.removeprefix("loopback_users.")] = _bool(value)
                 loopback_set = True
+            elif key in ("prometheus.tcp.ip", "prometheus.tcp.port"):
+                if key.endswith("port"):
+                    _range(0, 65535)(value)
+                prometheus[key.rsplit(".", 1)[1]] = value
             elif key == "vm_memory_high_watermark.relative":
                 total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
                 options["memory_limit"] = int(total * _fraction(value))
@@ -167,6 +171,10 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
         options["listen"] = list(listen.values())
     if ssl_listen:
         options["ssl_listen"] = list(ssl_listen.values())
+    if prometheus:  # loopback unless the file names an address
+        ip = prometheus.get("ip", "127.0.0.1")
+        shown = f"[{ip}]" if ":" in ip else ip
+        options["prometheus"] = f"{shown}:{prometheus.get('port', '15692')}"
     if loopback_set:
         options["loopback_users"] = ",".join(name for name, on in loopback.items() if on)
     return options, warnings

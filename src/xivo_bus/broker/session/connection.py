@@ -90,6 +90,7 @@ class Connection(asyncio.Protocol):
         self.peer_host = peer[0] if peer else None
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "unix"
         self.server.connections.add(self)
+        self.server.connections_opened += 1
         self._timer = self.loop.call_later(self.tuning.handshake_timeout, self._handshake_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -436,7 +437,9 @@ class Connection(asyncio.Protocol):
             self._release()
             self.state.advance(Event.CLOSED)
         self._cancel_timer()
-        self.server.connections.discard(self)
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.connections_closed += 1
 
     def _close_transport(self) -> None:
         self._teardown()

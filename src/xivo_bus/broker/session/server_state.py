@@ -38,6 +38,8 @@ class ServerState:
     max_message_size: int
     connections: set[Any] = field(default_factory=set)  # session.connection.Connection
     tuning: Tuning = field(default_factory=Tuning)
+    connections_opened: int = 0  # since start-up, for the metrics
+    connections_closed: int = 0
 
     def channels(self) -> Iterator[Any]:
         """Every open channel of every connection (for the consumer timeout)."""
