@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from xivo_bus import __version__
+from xivo_bus import __version__, config
 from xivo_bus.broker.alarms import default_memory_limit
 from xivo_bus.broker.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT
 from xivo_bus.broker.control import SOCKET_NAME
@@ -22,6 +22,7 @@ from xivo_bus.broker.listeners import (
     COMMON_NAME,
     SUBJECT_ALTERNATIVE_NAME,
     Listener,
+    format_address,
     parse_address,
     tls_context,
 )
@@ -95,9 +96,9 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as error:
         return _fail(f"cannot listen: {error.strerror or error}")
     for listener, host, port in bound:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         print(
-            f"xivo-bus {__version__}: accepting {listener.scheme} connections on {where}",
+            f"xivo-bus {__version__}: accepting {listener.scheme} connections on "
+            f"{format_address(host, port)}",
             flush=True,
         )
     plain = [(host, port) for listener, host, port in bound if listener.tls is None]
@@ -118,7 +119,7 @@ async def _serve(args: argparse.Namespace) -> int:
         try:
             metrics = MetricsServer(broker.state, *parse_address(args.prometheus))
             host, port = await metrics.start()
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            where = format_address(host, port)
             print(f"xivo-bus: Prometheus metrics on http://{where}/metrics", flush=True)
         except (ValueError, OSError) as error:
             metrics = None
@@ -146,21 +147,16 @@ async def _serve(args: argparse.Namespace) -> int:
 DEFAULT_PROMETHEUS = "127.0.0.1:15692"  # RabbitMQ's prometheus.tcp.port, on loopback
 
 
-def _bounded(low: int, high: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
-        return value
+def _option(convert):
+    """A config converter as an argparse type: its reason becomes argparse's message."""
+
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
     return parse
-
-
-def _milliseconds(text: str) -> float:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("expected a number of milliseconds above 0")
-    return value / 1000
 
 
 def _listeners(args: argparse.Namespace) -> list[Listener]:
@@ -184,7 +180,7 @@ def _listeners(args: argparse.Namespace) -> list[Listener]:
 
 def _loopback_url(host: str, port: int) -> str:
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"amqp://guest:guest@{f'[{host}]' if ':' in host else host}:{port}/%2F"
+    return f"amqp://guest:guest@{format_address(host, port)}/%2F"
 
 
 async def _start_cti(url: str, http: str, data_dir: Path, required: bool = False):
@@ -410,25 +406,25 @@ def main(argv: list[str] | None = None) -> int:
     tuning = Tuning()
     serve.add_argument(
         "--channel-max",
-        type=_bounded(1, 65535),
+        type=_option(config.channel_max),
         default=tuning.channel_max,
         help=f"most channels a connection may open (default {tuning.channel_max})",
     )
     serve.add_argument(
         "--frame-max",
-        type=_bounded(4096, 1 << 20),
+        type=_option(config.frame_max),
         default=tuning.frame_max,
         help=f"largest frame, in bytes (default {tuning.frame_max})",
     )
     serve.add_argument(
         "--heartbeat",
-        type=_bounded(0, 65535),
+        type=_option(config.heartbeat),
         default=tuning.heartbeat,
         help=f"heartbeat offered to clients, in seconds; 0: none (default {tuning.heartbeat})",
     )
     serve.add_argument(
         "--handshake-timeout",
-        type=_milliseconds,
+        type=_option(config.milliseconds),
         metavar="MS",
         default=tuning.handshake_timeout,
         help="connections that have not finished the AMQP handshake (or the TLS one) by "

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xivo_bus.broker.listeners import format_address
+
 # RabbitMQ keys with no meaning here: reported, then ignored
 IGNORED = (
     "log.",
@@ -85,11 +87,18 @@ def _range(low: int, high: int) -> Callable[[str], int]:
     return check
 
 
-def _seconds_from_ms(value: str) -> float:
-    milliseconds = _int(value)
-    if milliseconds <= 0:
+def milliseconds(value: str) -> float:
+    """A duration given in milliseconds (as RabbitMQ's), in seconds."""
+    number = _int(value)
+    if number <= 0:
         raise ValueError("expected a number of milliseconds above 0")
-    return milliseconds / 1000
+    return number / 1000
+
+
+# the bounds of what connections negotiate, for this file and serve's options alike
+channel_max = _range(1, 65535)
+frame_max = _range(4096, 1 << 20)
+heartbeat = _range(0, 65535)
 
 
 # key -> (serve option's dest, converter); listeners and loopback users are handled apart
@@ -109,10 +118,10 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "vm_memory_high_watermark.absolute": ("memory_limit", _bytes),
     "consumer_timeout": ("consumer_timeout", _range(0, 2**63)),
     "max_message_size": ("max_message_size", _bytes),
-    "channel_max": ("channel_max", _range(1, 65535)),
-    "frame_max": ("frame_max", _range(4096, 1 << 20)),
-    "heartbeat": ("heartbeat", _range(0, 65535)),
-    "handshake_timeout": ("handshake_timeout", _seconds_from_ms),
+    "channel_max": ("channel_max", channel_max),
+    "frame_max": ("frame_max", frame_max),
+    "heartbeat": ("heartbeat", heartbeat),
+    "handshake_timeout": ("handshake_timeout", milliseconds),
 }
 
 
@@ -173,8 +182,7 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
         options["ssl_listen"] = list(ssl_listen.values())
     if prometheus:  # loopback unless the file names an address
         ip = prometheus.get("ip", "127.0.0.1")
-        shown = f"[{ip}]" if ":" in ip else ip
-        options["prometheus"] = f"{shown}:{prometheus.get('port', '15692')}"
+        options["prometheus"] = format_address(ip, prometheus.get("port", "15692"))
     if loopback_set:
         options["loopback_users"] = ",".join(name for name, on in loopback.items() if on)
     return options, warnings

@@ -83,10 +83,12 @@ class Admin:
             raise AdminError(f"Virtual host {name} does not exist", EX_UNAVAILABLE)
         return vhost
 
-    def _close_connections(self, text: str, which) -> None:
-        for connection in list(self.state.connections):
-            if which(connection):
-                connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {text}")
+    def _close_connections(self, text: str, which) -> int:
+        """Close, with 320 and ``text``, the connections ``which`` picks; how many."""
+        closing = [connection for connection in self.state.connections if which(connection)]
+        for connection in closing:
+            connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {text}")
+        return len(closing)
 
     # -- users ------------------------------------------------------------------------
 
@@ -264,14 +266,13 @@ class Admin:
         self._close_connections(reason, lambda connection: connection_name(connection) == name)
 
     async def close_all_connections(self, vhost: str, all_: bool, reason: str) -> str:
-        which = [
-            connection
-            for connection in self.state.connections
-            if all_ or (connection.vhost is not None and connection.vhost.name == vhost)
-        ]
-        for connection in which:
-            connection.close(errors.CONNECTION_FORCED, f"CONNECTION_FORCED - {reason}")
-        return f"Closed {len(which)} connections"
+        closed = self._close_connections(
+            reason,
+            lambda connection: (
+                all_ or (connection.vhost is not None and connection.vhost.name == vhost)
+            ),
+        )
+        return f"Closed {closed} connections"
 
     # -- definitions ------------------------------------------------------------------
 

@@ -176,11 +176,9 @@ def check(definitions: Any) -> None:
     """Refuse what cannot be imported before anything is changed."""
     if not isinstance(definitions, dict):
         raise DefinitionsError("definitions must be a JSON object")
-    for key in ("policies", "global_parameters"):
-        if key == "policies" and _entries(definitions, key):
-            raise DefinitionsError(
-                f"{len(definitions[key])} policies: policies are not supported by xivo-bus"
-            )
+    policies = _entries(definitions, "policies")
+    if policies:
+        raise DefinitionsError(f"{len(policies)} policies: policies are not supported by xivo-bus")
     for parameter in _entries(definitions, "parameters"):
         if parameter.get("component") != "vhost-limits":
             raise DefinitionsError(
@@ -192,7 +190,15 @@ def check(definitions: Any) -> None:
         hashing = user.get("hashing_algorithm", "rabbit_password_hashing_sha256")
         if hashing not in HASHINGS:
             raise DefinitionsError(f"user {user['name']!r}: unknown hashing '{hashing}'")
-    for key in ("vhosts", "permissions", "topic_permissions", "queues", "exchanges", "bindings"):
+    for key in (
+        "global_parameters",
+        "vhosts",
+        "permissions",
+        "topic_permissions",
+        "queues",
+        "exchanges",
+        "bindings",
+    ):
         _entries(definitions, key)
 
 

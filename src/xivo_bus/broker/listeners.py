@@ -22,6 +22,11 @@ class Listener:
         return "AMQP/TLS" if self.tls is not None else "AMQP"
 
 
+def format_address(host: str, port: int | str) -> str:
+    """``HOST:PORT``, with an IPv6 address in brackets: what ``parse_address`` reads."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT`` (all interfaces, as RabbitMQ's
     ``listeners.tcp.1 = 5672``); ValueError with a precise message otherwise."""
