@@ -1,5 +1,7 @@
 # Sourced by .ci/run (as root, `set -euo pipefail`): installs Debian's RabbitMQ, starts a
 # private node on a free loopback port and exports XIVO_BUS_COMPAT_URL for tests/compat.
+# The node runs the rabbitmq_management plugin on another free loopback port, exported as
+# XIVO_BUS_COMPAT_MANAGEMENT_URL: the reference for our management HTTP API.
 #
 # The node is ours alone: its own node name, ports, data and log directories, config and
 # Erlang cookie, all under $XIVO_BUS_RABBITMQ_DIR. The system node of the package is never
@@ -37,6 +39,17 @@ import socket, sys
 with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as sock:
     sock.sendall(b"AMQP\x00\x00\x09\x01")
     sys.exit(0 if sock.recv(7)[:1] == b"\x01" else 1)
+EOF
+}
+
+# True once the management API answers GET /api/overview with 200 for guest:guest.
+_rabbitmq_management_answers() {
+    python3 - "$1" <<'EOF' 2>/dev/null
+import base64, sys, urllib.request
+request = urllib.request.Request(f"http://127.0.0.1:{int(sys.argv[1])}/api/overview")
+request.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+with urllib.request.urlopen(request, timeout=5) as response:
+    sys.exit(0 if response.status == 200 else 1)
 EOF
 }
 
@@ -81,13 +94,16 @@ _rabbitmq_start() {
     _rabbitmq_stop
     rm -rf "$rabbitmq_dir"
     mkdir -p "$rabbitmq_dir/home" "$rabbitmq_dir/mnesia" "$rabbitmq_dir/log"
-    local port dist_port
+    local port dist_port management_port
     port=$(_rabbitmq_free_port)
     dist_port=$(_rabbitmq_free_port)
-    echo "[]." >"$rabbitmq_dir/enabled_plugins"
+    management_port=$(_rabbitmq_free_port)
+    echo "[rabbitmq_management]." >"$rabbitmq_dir/enabled_plugins"
     : >"$rabbitmq_dir/rabbitmq-env.conf"
     cat >"$rabbitmq_dir/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$port
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $management_port
 disk_free_limit.absolute = 10MB
 EOF
     echo "[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}]." >"$rabbitmq_dir/advanced.config"
@@ -115,6 +131,21 @@ EOF
         fi
         sleep 0.25
     done
+    # The management listener comes up after AMQP, once the plugin has booted.
+    until _rabbitmq_management_answers "$management_port"; do
+        if ! kill -0 "$(cat "$rabbitmq_dir/launcher.pid")" 2>/dev/null ||
+            [ "$SECONDS" -ge "$deadline" ]; then
+            echo "RabbitMQ node $rabbitmq_node did not serve its management API on" \
+                "127.0.0.1:$management_port; its output ($rabbitmq_dir/server.out," \
+                "logs in $rabbitmq_dir/log):" >&2
+            tail -n 30 "$rabbitmq_dir/server.out" >&2 || true
+            _rabbitmq_stop
+            return 1
+        fi
+        sleep 0.25
+    done
+    # Written once it answers: a kept node without this file is restarted.
+    echo "$management_port" >"$rabbitmq_dir/management_port"
 }
 
 if [ "${1:-}" = stop ]; then
@@ -124,14 +155,20 @@ fi
 
 _rabbitmq_install
 rabbitmq_port=$(cat "$rabbitmq_dir/port" 2>/dev/null || true)
+rabbitmq_management_port=$(cat "$rabbitmq_dir/management_port" 2>/dev/null || true)
+# A kept node is reused only with its management API (older kept nodes had none).
 if [ -n "${XIVO_BUS_KEEP_RABBITMQ:-}" ] && [ -n "$rabbitmq_port" ] &&
-    _rabbitmq_answers "$rabbitmq_port"; then
-    echo "reusing RabbitMQ node $rabbitmq_node on 127.0.0.1:$rabbitmq_port"
+    [ -n "$rabbitmq_management_port" ] && _rabbitmq_answers "$rabbitmq_port" &&
+    _rabbitmq_management_answers "$rabbitmq_management_port"; then
+    echo "reusing RabbitMQ node $rabbitmq_node on 127.0.0.1:$rabbitmq_port" \
+        "(management on 127.0.0.1:$rabbitmq_management_port)"
 else
     start_time=$SECONDS
     _rabbitmq_start
     rabbitmq_port=$(cat "$rabbitmq_dir/port")
-    echo "RabbitMQ node $rabbitmq_node accepts AMQP on 127.0.0.1:$rabbitmq_port" \
+    rabbitmq_management_port=$(cat "$rabbitmq_dir/management_port")
+    echo "RabbitMQ node $rabbitmq_node accepts AMQP on 127.0.0.1:$rabbitmq_port and serves" \
+        "its management API on 127.0.0.1:$rabbitmq_management_port" \
         "(started in $((SECONDS - start_time)) s)"
 fi
 if [ -z "${XIVO_BUS_KEEP_RABBITMQ:-}" ]; then
@@ -139,6 +176,7 @@ if [ -z "${XIVO_BUS_KEEP_RABBITMQ:-}" ]; then
     trap "_rabbitmq_stop; $(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")" EXIT
 fi
 export XIVO_BUS_COMPAT_URL="amqp://guest:guest@127.0.0.1:$rabbitmq_port/%2F"
+export XIVO_BUS_COMPAT_MANAGEMENT_URL="http://127.0.0.1:$rabbitmq_management_port"
 # rabbitmqctl for the node, for the compat scenarios of users, vhosts and permissions
 {
     echo '#!/bin/sh'

@@ -45,12 +45,16 @@ def serve_argv(*args: str) -> list[str]:
     metrics listener unless ``args`` ask for one: tests never take a fixed port)."""
     if "--prometheus" not in args:
         args = (*args, "--no-prometheus")
+    if "--management" not in args:
+        args = (*args, "--no-management")
     return [sys.executable, "-m", "xivo_bus", "serve", *args]
 
 
 def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> BrokerProcess:
     """Start ``xivo-bus serve --port 0`` and wait for its ready line. Unless ``args`` name
-    a ``--data-dir``, the broker gets a fresh one of its own. The call forms web service
+    a ``--data-dir``, the broker gets a fresh one of its own; no management API unless
+    ``args`` ask for one (``--management 127.0.0.1:0``, its line read with
+    ``read_line``). The call forms web service
     starts only with ``cti=True`` (give ``--http 127.0.0.1:0`` with it)."""
     if "--data-dir" not in args and "--in-memory" not in args:
         args = (*args, "--data-dir", tempfile.mkdtemp(prefix="xivo-bus-test-"))
@@ -58,6 +62,8 @@ def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> Brok
         args = (*args, "--no-cti")
     if "--prometheus" not in args and "--no-prometheus" not in args:
         args = (*args, "--prometheus", "127.0.0.1:0")
+    if "--management" not in args:
+        args = (*args, "--no-management")
     proc = subprocess.Popen(
         [sys.executable, "-m", "xivo_bus", "--log-level", "INFO", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -73,6 +79,31 @@ def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> Brok
     data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
     host = match.group(1).strip("[]")  # IPv6 addresses are shown as [ADDRESS]:PORT
     return BrokerProcess(proc, host, int(match.group(2)), data_dir)
+
+
+MANAGEMENT = re.compile(r"management API and dashboard on (http://\S+?)/?$")
+
+
+def read_line(proc: subprocess.Popen, pattern: re.Pattern) -> re.Match:
+    """Read the broker's stdout up to the line matching ``pattern``."""
+    seen = []
+    for line in proc.stdout:
+        match = pattern.search(line.rstrip("\n"))
+        if match:
+            return match
+        seen.append(line)
+    raise RuntimeError(f"no line matching {pattern.pattern!r} in {seen!r}")
+
+
+def start_management_broker(*args: str, **kwargs) -> tuple[BrokerProcess, str]:
+    """A broker serving the management API on a free port; it and the API's base URL
+    (``http://127.0.0.1:PORT``)."""
+    process = start_broker("--management", "127.0.0.1:0", *args, **kwargs)
+    try:
+        return process, read_line(process.proc, MANAGEMENT).group(1)
+    except RuntimeError:
+        process.proc.kill()
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from xivo_bus.config import ConfigError
 from xivo_bus.config import load as load_config
 from xivo_bus.ctl import add_arguments as add_ctl_arguments
 from xivo_bus.ctl import main as ctl_main
+from xivo_bus.management.server import DEFAULT_INTERVAL, ManagementServer
 from xivo_bus.paths import default_data_dir
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -124,6 +125,22 @@ async def _serve(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as error:
             metrics = None
             print(f"xivo-bus: Prometheus metrics not served: {error}", file=sys.stderr)
+    management = None
+    if not args.no_management:
+        try:
+            management = ManagementServer(
+                broker.state,
+                broker.admin,
+                bound,
+                *parse_address(args.management),
+                interval=args.collect_statistics_interval,
+                data_dir=None if data_dir is None else str(data_dir),
+            )
+            url = await management.start()
+            print(f"xivo-bus: management API and dashboard on {url}", flush=True)
+        except (ValueError, OSError) as error:
+            management = None
+            print(f"xivo-bus: management API not served: {error}", file=sys.stderr)
     # What exists now lives for the whole run: keep the collector off it, and collect
     # less often (a broker allocates a lot, and rarely makes reference cycles).
     gc.freeze()
@@ -138,6 +155,8 @@ async def _serve(args: argparse.Namespace) -> int:
     print("xivo-bus: shutting down", flush=True)
     if metrics is not None:
         metrics.close()
+    if management is not None:
+        await management.close()
     if cti is not None:
         await cti.close()
     await broker.close()
@@ -145,6 +164,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 DEFAULT_PROMETHEUS = "127.0.0.1:15692"  # RabbitMQ's prometheus.tcp.port, on loopback
+DEFAULT_MANAGEMENT = "127.0.0.1:15672"  # RabbitMQ's management.tcp.port, on loopback
 
 
 def _option(convert):
@@ -469,6 +489,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--no-prometheus", action="store_true", help="do not serve Prometheus metrics"
+    )
+    serve.add_argument(
+        "--management",
+        default=DEFAULT_MANAGEMENT,
+        metavar="HOST:PORT",
+        help=f"RabbitMQ's management HTTP API and the dashboard at http://HOST:PORT/ "
+        f"(default {DEFAULT_MANAGEMENT}; port 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--no-management",
+        action="store_true",
+        help="do not serve the management API and dashboard",
+    )
+    serve.add_argument(
+        "--collect-statistics-interval",
+        type=_option(config.milliseconds),
+        default=DEFAULT_INTERVAL,
+        metavar="MS",
+        help="how often message rates are sampled, in milliseconds (default 5000, as "
+        "RabbitMQ's collect_statistics_interval)",
     )
     serve.add_argument(
         "--ctl-socket",

@@ -122,7 +122,10 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "frame_max": ("frame_max", frame_max),
     "heartbeat": ("heartbeat", heartbeat),
     "handshake_timeout": ("handshake_timeout", milliseconds),
+    "collect_statistics_interval": ("collect_statistics_interval", milliseconds),
 }
+# HTTP listeners set by ``NAME.tcp.ip``/``NAME.tcp.port`` keys: NAME -> default port
+HTTP_LISTENERS = {"prometheus": "15692", "management": "15672"}
 
 
 def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
@@ -138,7 +141,7 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
     ssl_listen: dict[str, str] = {}
     loopback: dict[str, bool] = {}
     loopback_set = False
-    prometheus: dict[str, str] = {}
+    http: dict[str, dict[str, str]] = {name: {} for name in HTTP_LISTENERS}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -158,10 +161,13 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
             elif key.startswith("loopback_users."):
                 loopback[key.removeprefix("loopback_users.")] = _bool(value)
                 loopback_set = True
-            elif key in ("prometheus.tcp.ip", "prometheus.tcp.port"):
+            elif key.split(".", 1)[0] in HTTP_LISTENERS and key.split(".", 1)[1] in (
+                "tcp.ip",
+                "tcp.port",
+            ):
                 if key.endswith("port"):
                     _range(0, 65535)(value)
-                prometheus[key.rsplit(".", 1)[1]] = value
+                http[key.split(".", 1)[0]][key.rsplit(".", 1)[1]] = value
             elif key == "vm_memory_high_watermark.relative":
                 total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
                 options["memory_limit"] = int(total * _fraction(value))
@@ -180,9 +186,10 @@ def load(path: str | Path) -> tuple[dict[str, Any], list[str]]:
         options["listen"] = list(listen.values())
     if ssl_listen:
         options["ssl_listen"] = list(ssl_listen.values())
-    if prometheus:  # loopback unless the file names an address
-        ip = prometheus.get("ip", "127.0.0.1")
-        options["prometheus"] = format_address(ip, prometheus.get("port", "15692"))
+    for name, given in http.items():
+        if given:  # loopback unless the file names an address
+            ip = given.get("ip", "127.0.0.1")
+            options[name] = format_address(ip, given.get("port", HTTP_LISTENERS[name]))
     if loopback_set:
         options["loopback_users"] = ",".join(name for name, on in loopback.items() if on)
     return options, warnings

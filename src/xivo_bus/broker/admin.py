@@ -66,6 +66,12 @@ class Admin:
         store.notify(_CommitWaiter(store, write, future))
         await future
 
+    async def settled(self) -> None:
+        """Wait until every store write asked for so far is on disk (after a change made
+        directly on the model, as the management API makes them)."""
+        if self.state.store is not None:
+            await self._on_disk(self.state.store.last_write)
+
     async def _save(self, user: User) -> None:
         if self.state.store is not None:
             await self._on_disk(self.state.store.save_user(user))

@@ -50,6 +50,11 @@ class Alarms:
         self.reason: str | None = None
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def raised(self) -> list[str]:
+        """The resources in alarm now (``memory``, ``disk``)."""
+        return list(self._reasons)
+
     def set(self, resource: str, reason: str | None) -> None:
         """Raise (``reason``) or clear (None) the alarm of one resource."""
         before = self.reason

@@ -26,7 +26,7 @@ class DefinitionsError(ValueError):
     """Definitions that cannot be imported; the message says which entry and why."""
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A field table value as RabbitMQ writes it in JSON."""
     if isinstance(value, bytes | bytearray):
         try:
@@ -34,9 +34,9 @@ def _json(value: Any) -> Any:
         except UnicodeDecodeError:
             return base64.b64encode(bytes(value)).decode()
     if isinstance(value, dict):
-        return {key: _json(item) for key, item in value.items()}
+        return {key: json_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_json(item) for item in value]
+        return [json_value(item) for item in value]
     if hasattr(value, "isoformat"):
         return int(value.timestamp())
     if hasattr(value, "as_tuple"):  # decimal
@@ -123,7 +123,7 @@ def export(vhosts: dict[str, VHost], users) -> dict:
                     "vhost": name,
                     "durable": queue.durable,
                     "auto_delete": queue.auto_delete,
-                    "arguments": _json(queue.arguments),
+                    "arguments": json_value(queue.arguments),
                     "type": "classic",
                 }
             )
@@ -137,7 +137,7 @@ def export(vhosts: dict[str, VHost], users) -> dict:
                         "durable": exchange.durable,
                         "auto_delete": exchange.auto_delete,
                         "internal": exchange.internal,
-                        "arguments": _json(exchange.arguments),
+                        "arguments": json_value(exchange.arguments),
                     }
                 )
             for binding in exchange.bindings.values():
@@ -152,7 +152,7 @@ def export(vhosts: dict[str, VHost], users) -> dict:
                         "destination": destination.name,
                         "destination_type": "exchange" if is_exchange else "queue",
                         "routing_key": binding.routing_key,
-                        "arguments": _json(binding.arguments),
+                        "arguments": json_value(binding.arguments),
                     }
                 )
     return definitions

@@ -72,6 +72,7 @@ class Durability(Protocol):
     """What a connection waits on before sending what depends on a store write."""
 
     committed: int  # the highest write on disk
+    last_write: int  # the latest write asked for
     failed: str | None  # why writes fail now, if they do
 
     def notify(self, listener: Any) -> None:

@@ -521,6 +521,11 @@ class Store:
             self._connection.close()
             self._connection = None
 
+    @property
+    def last_write(self) -> int:
+        """The sequence number of the latest write asked for."""
+        return self._seq
+
     def _submit(self, op: NamedTuple) -> int:
         self._seq += 1
         self._ops.put((self._seq, op))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xivo_bus.broker.model import wording
+from xivo_bus.broker.model.stats import MessageStats
 
 if TYPE_CHECKING:
     from xivo_bus.broker.model.message import Message
@@ -65,6 +66,7 @@ class Exchange:
         )
         self.bindings: dict[tuple, Binding] = {}
         self.exchange_bindings = 0  # bindings whose destination is an exchange
+        self.stats = MessageStats()  # publish_in, publish_out
 
     @property
     def simple(self) -> bool:

@@ -21,6 +21,7 @@ from xivo_bus.amqp import properties
 from xivo_bus.broker.model.arguments import QueueSettings, parse_expiration
 from xivo_bus.broker.model.message import Entry, Message
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
+from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
 
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
@@ -107,6 +108,7 @@ class Queue:
         self.arguments: dict[str, Any] = arguments or {}
         self.consumers: deque[Consumer] = deque()
         self.unacked = 0
+        self.stats = MessageStats()
         self.deleted = False
         self._next_seq = 0
         # from the store: entries up to this seq were delivered before a restart
@@ -168,6 +170,7 @@ class Queue:
         """Add a new entry at the tail (stored when it must be), hand it out if someone
         can take it; returns the store write to wait for."""
         self._next_seq = entry.seq
+        self.stats.publish += 1
         write = 0
         if entry.message.persistent and self.stores_messages:
             write = self._store_entry(entry)
@@ -298,12 +301,17 @@ class Queue:
         """Give a ready entry to a consumer: noted in the store when it must be (so that
         a crash cannot hide that it was delivered), kept as unacked unless no-ack."""
         write = 0
-        if entry.stored and not entry.redelivered:
+        stats = self.stats
+        if entry.redelivered:
+            stats.redeliver += 1
+        elif entry.stored:
             write = self.host.store.delivered(self.host.name, self.name, entry.seq)
         if consumer.no_ack:
+            stats.deliver_no_ack += 1
             self.discard(entry)
             delivery = None
         else:
+            stats.deliver += 1
             delivery = Delivery(entry, self, consumer)
             consumer.unacked += 1
             self.unacked += 1
@@ -323,11 +331,15 @@ class Queue:
         if entry is None:
             return None
         write = 0
-        if entry.stored and not entry.redelivered:
+        if entry.redelivered:
+            self.stats.redeliver += 1
+        elif entry.stored:
             write = self.host.store.delivered(self.host.name, self.name, entry.seq)
         if no_ack:
+            self.stats.get_no_ack += 1
             self.discard(entry)
             return entry, None, write
+        self.stats.get += 1
         self.unacked += 1
         return entry, Delivery(entry, self, None), write
 
@@ -338,8 +350,13 @@ class Queue:
                 delivery.consumer.unacked -= 1
 
     def ack(self, deliveries: list[Delivery]) -> None:
-        """Deliveries settled for good (acked): forgotten, and their consumers may take
-        more."""
+        """Deliveries acked: forgotten, and their consumers may take more."""
+        self.stats.ack += len(deliveries)
+        self._forget(deliveries)
+
+    def _forget(self, deliveries: list[Delivery]) -> None:
+        """Deliveries settled for good (acked or rejected): forgotten, and their consumers
+        may take more."""
         for delivery in deliveries:  # _settle and discard in one pass: the hot path
             self.unacked -= 1
             consumer = delivery.consumer
@@ -354,7 +371,7 @@ class Queue:
         dead-letter exchange, then forgotten."""
         if self._dead_letters and not self.deleted:
             self._dead_letter([delivery.entry.message for delivery in deliveries], "rejected")
-        self.ack(deliveries)
+        self._forget(deliveries)
 
     def requeue(self, deliveries: list[Delivery]) -> None:
         """Put back deliveries that were not acked, in their original order (in their

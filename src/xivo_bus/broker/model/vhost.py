@@ -17,6 +17,7 @@ from xivo_bus.broker.model.arguments import check_equivalent, check_queue_declar
 from xivo_bus.broker.model.exchanges import DefaultExchange, Exchange, exchange_class
 from xivo_bus.broker.model.message import Entry, Message
 from xivo_bus.broker.model.queue import Queue
+from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import Clock, DurableStore, QueueOwner
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class VHost:
     ):
         self.clock = clock
         self.name = name
+        self.retired_stats = MessageStats()  # of its channels now closed
         self.store = store
         self.limits: dict[str, int] = limits or {}  # max-connections, max-queues
         self.queues: dict[str, Queue] = {}

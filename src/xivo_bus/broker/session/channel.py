@@ -25,6 +25,7 @@ from xivo_bus.broker.model.arguments import consumer_priority, parse_expiration
 from xivo_bus.broker.model.exchanges import Exchange, exchange_class
 from xivo_bus.broker.model.message import Entry, Message
 from xivo_bus.broker.model.queue import Consumer, Delivery, Queue
+from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.roles import QueueOwner
 from xivo_bus.broker.session.confirms import Confirms
@@ -70,6 +71,7 @@ class Channel:
         self.access = Access(connection.user, self.vhost.name)
         self.consumers: dict[str, Consumer] = {}
         self.unacked = Unacked()
+        self.stats = MessageStats()
         self.prefetch_count = 0  # for consumers created from now on (global=false)
         self.prefetch_global = 0  # shared by the channel's consumers (global=true)
         self.last_queue_name: str | None = None
@@ -135,6 +137,13 @@ class Channel:
 
     def deliver(self, consumer: Consumer, entry: Entry, delivery: Delivery | None, write: int):
         tag = self.unacked.add(delivery)
+        stats = self.stats
+        if delivery is None:
+            stats.deliver_no_ack += 1
+        else:
+            stats.deliver += 1
+        if entry.redelivered:
+            stats.redeliver += 1
         output = self.output
         # The delivery goes out only once the store knows it was delivered.
         output.hold_delivery_until(write)
@@ -461,10 +470,19 @@ class Channel:
         self.access.check("read", "queue", self._queue_name(method.queue))
         queue = self._queue(method.queue)
         got = queue.get(method.no_ack)
+        stats = self.stats
         if got is None:
+            stats.get_empty += 1
+            queue.stats.get_empty += 1
             self.reply(commands.Basic.GetEmpty())
             return
         entry, delivery, write = got
+        if delivery is None:
+            stats.get_no_ack += 1
+        else:
+            stats.get += 1
+        if entry.redelivered:
+            stats.redeliver += 1
         tag = self.unacked.add(delivery)
         self.output.hold_delivery_until(write)
         message = entry.message
@@ -485,7 +503,9 @@ class Channel:
             self.unacked.check_known(method.delivery_tag, method.multiple)
             self.tx.settle(method)
             return
-        self._settle(self.unacked.take(method.delivery_tag, method.multiple), Queue.ack)
+        acked = self.unacked.take(method.delivery_tag, method.multiple)
+        self.stats.ack += len(acked)
+        self._settle(acked, Queue.ack)
 
     def on_basic_nack(self, method: commands.Basic.Nack) -> None:
         self._reject(method, method.delivery_tag, method.multiple, method.requeue)
@@ -533,6 +553,7 @@ class Channel:
                 raise wording.user_id_mismatch(user_id, self.connection.user_name)
         if properties.has_expiration(raw_properties):
             message.ttl = parse_expiration(message.properties.expiration)
+        self.stats.publish += 1
         if self.tx is not None:
             self.tx.publish(exchange, message, method.mandatory)
             return
@@ -540,6 +561,7 @@ class Channel:
         # A confirm (or any later reply) waits until the message is on disk.
         self.output.hold_output_until(write)
         if self.confirms is not None:
+            self.stats.confirm += 1
             self.confirms.published(refused)
             self.connection.confirms_pending(self)
 
@@ -548,8 +570,10 @@ class Channel:
         and mandatory); returns the store write to wait for (0: none) and whether a
         queue refused the message."""
         queues = self.vhost.route(exchange, message)
+        exchange.stats.publish_in += 1
         if not queues:
             if mandatory:
+                self.stats.return_unroutable += 1
                 returned = frames.build(
                     commands.Basic.Return,
                     reply_code=errors.NO_ROUTE,
@@ -558,7 +582,10 @@ class Channel:
                     routing_key=message.routing_key,
                 )
                 self.output.write_content(self.number, frames.encode_method(returned), message)
+            else:
+                self.stats.drop_unroutable += 1
             return 0, False
+        exchange.stats.publish_out += 1
         write = 0
         refused = False
         message = message.without_bcc()

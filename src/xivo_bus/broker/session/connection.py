@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import time
 
 from pamqp import commands
 
@@ -78,6 +79,9 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host: str | None = None
+        self.connected_at = 0.0  # seconds since the epoch
+        self.auth_mechanism = ""
+        self.frame_max = tuning.frame_max
         self._confirming: dict[Channel, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self.loop.time()
@@ -91,6 +95,7 @@ class Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "unix"
         self.server.connections.add(self)
         self.server.connections_opened += 1
+        self.connected_at = time.time()
         self._timer = self.loop.call_later(self.tuning.handshake_timeout, self._handshake_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -279,6 +284,7 @@ class Connection(asyncio.Protocol):
                 self.tuning.auth_failure_delay, self._refuse_login, failure, mechanism
             )
             return
+        self.auth_mechanism = mechanism
         self.state.advance(Event.START_OK)
         self.send_method(
             0,
@@ -316,7 +322,7 @@ class Connection(asyncio.Protocol):
         if channel_max > tuning.channel_max:
             raise wording.channel_max_too_large(channel_max, tuning.channel_max)
         self.channel_max = channel_max
-        self.reader.frame_max = frame_max
+        self.frame_max = self.reader.frame_max = frame_max
         self.output.tuned(frame_max)
         self.heartbeat = method.heartbeat
         self.state.advance(Event.TUNE_OK)
@@ -373,13 +379,13 @@ class Connection(asyncio.Protocol):
             # After we sent channel.close, everything but close-ok (or a crossing
             # channel.close) is ignored, as the spec says.
             if isinstance(method, commands.Channel.CloseOk):
-                del self.channels[number]
+                self._forget_channel(number)
             elif isinstance(method, commands.Channel.Close):
                 self.send_method(number, commands.Channel.CloseOk())
             return
         if isinstance(method, commands.Channel.Close):
             channel.release()
-            del self.channels[number]
+            self._forget_channel(number)
             self.send_method(number, commands.Channel.CloseOk())
             return
         if isinstance(method, commands.Channel.Open):
@@ -425,12 +431,17 @@ class Connection(asyncio.Protocol):
         self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
 
     def _release(self) -> None:
-        for channel in list(self.channels.values()):
+        for number, channel in list(self.channels.items()):
             channel.release()
-        self.channels.clear()
+            self._forget_channel(number)
         self._confirming.clear()
         for queue in list(self.exclusive_queues):
             queue.host.delete_queue(queue)
+
+    def _forget_channel(self, number: int) -> None:
+        """A channel is gone: its message counts stay in its vhost's totals."""
+        channel = self.channels.pop(number)
+        channel.vhost.retired_stats.add(channel.stats)
 
     def _teardown(self) -> None:
         if not self.state.closed:
