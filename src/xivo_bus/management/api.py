@@ -42,7 +42,7 @@ from xivo_bus.broker.model.exchanges import Exchange
 from xivo_bus.broker.model.message import Message
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.management import listing, objects
-from xivo_bus.management.sampler import Sampler
+from xivo_bus.management.sampler import Sampler, churn
 
 log = logging.getLogger("xivo_bus.management")
 
@@ -354,7 +354,14 @@ class ManagementApi:
                 "detailed": [600],
             },
             "message_stats": stats,
-            "churn_rates": {},
+            "churn_rates": {
+                key: value
+                for name, count in churn(self.state).items()
+                for key, value in (
+                    (name, count),
+                    (f"{name}_details", {"rate": rates.get(name, 0.0)}),
+                )
+            },
             "queue_totals": queue_totals,
             "object_totals": {
                 "channels": sum(len(c.channels) for c in connections),

@@ -103,6 +103,7 @@ def answer(items: list[dict], query: dict) -> Any:
     if columns:
         paths = [column.split(".") for column in columns.split(",") if column]
         shown = [_columns(item, paths) for item in shown]
+    shown = [dict(sorted(item.items())) for item in shown]  # RabbitMQ sorts list items' keys
     if page is None:
         return shown
     return {

@@ -22,7 +22,7 @@ from xivo_bus.broker.admin import connection_name
 from xivo_bus.broker.alarms import default_memory_limit, resident_memory
 from xivo_bus.broker.definitions import RABBITMQ_VERSION, json_value
 from xivo_bus.broker.model.exchanges import Exchange
-from xivo_bus.management.sampler import Sampler, queue_lengths
+from xivo_bus.management.sampler import Sampler, churn, queue_lengths
 
 NODE = f"xivo-bus@{platform.node()}"
 EXCHANGE_TYPES = ("direct", "fanout", "headers", "topic")
@@ -126,7 +126,6 @@ def queue(vhost: str, found, sampler: Sampler) -> dict:
     stats = message_stats(counts, rates, QUEUE_STATS)
     if stats:
         info["message_stats"] = stats
-    info["idle_since"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     return info
 
 
@@ -275,7 +274,6 @@ def channel(connection, found, sampler: Sampler) -> dict:
         "consumer_count": len(found.consumers),
         "garbage_collection": {},
         "global_prefetch_count": found.prefetch_global,
-        "idle_since": None,
         "messages_unacknowledged": len(found.unacked),
         "messages_uncommitted": 0,
         "messages_unconfirmed": 0,
@@ -426,10 +424,11 @@ def node(state, started_at: float, data_dir: str | None) -> dict:
         "proc_used": len(state.connections) + 1,
         "proc_used_details": {"rate": 0.0},
         "proc_total": soft,
-        "connection_created": state.connections_opened,
-        "connection_created_details": {"rate": 0.0},
-        "connection_closed": state.connections_closed,
-        "connection_closed_details": {"rate": 0.0},
+        **{
+            key: value
+            for name, count in churn(state).items()
+            for key, value in ((name, count), (f"{name}_details", {"rate": 0.0}))
+        },
         "db_dir": data_dir or "",
         "config_files": [],
         "log_files": [],

@@ -31,6 +31,20 @@ def queue_lengths(queue) -> dict[str, int]:
     }
 
 
+def churn(state: ServerState) -> dict[str, int]:
+    """RabbitMQ's churn counts: connections, channels and queues made and gone."""
+    vhosts = state.vhosts.values()
+    return {
+        "connection_created": state.connections_opened,
+        "connection_closed": state.connections_closed,
+        "channel_created": state.channels_opened,
+        "channel_closed": state.channels_closed,
+        "queue_declared": sum(vhost.queues_declared for vhost in vhosts),
+        "queue_created": sum(vhost.queues_created for vhost in vhosts),
+        "queue_deleted": sum(vhost.queues_deleted for vhost in vhosts),
+    }
+
+
 class Sample:
     """What was read at one time: counts (message_stats) and lengths (queue depths)."""
 
@@ -107,7 +121,8 @@ class Sampler:
             seen[channel] = self._next(channel, Sample(now, channel.stats.totals(), {}))
         self._objects = seen  # what is gone is forgotten
         history = self.history
-        history.append(Sample(now, self.overview_stats().totals(), lengths))
+        counts = {**self.overview_stats().totals(), **churn(self.state)}
+        history.append(Sample(now, counts, lengths))
         while history and history[0].when < now - HISTORY:
             history.popleft()
 

@@ -50,6 +50,8 @@ class VHost:
         self.clock = clock
         self.name = name
         self.retired_stats = MessageStats()  # of its channels now closed
+        # churn, as RabbitMQ counts it: declarations, creations and deletions of queues
+        self.queues_declared = self.queues_created = self.queues_deleted = 0
         self.store = store
         self.limits: dict[str, int] = limits or {}  # max-connections, max-queues
         self.queues: dict[str, Queue] = {}
@@ -162,6 +164,7 @@ class VHost:
     ) -> Queue:
         """Declare a queue for ``owner`` (a connection; it owns the queue when
         ``exclusive``), or check that a redeclaration is equivalent."""
+        self.queues_declared += 1
         existing = self.queues.get(name)
         if existing is None:
             check_queue_declare(name, self.name, arguments, durable, exclusive, auto_delete)
@@ -170,6 +173,7 @@ class VHost:
                 raise wording.queue_limit(name, self.name, limit)
             queue = Queue(self, name, durable, owner if exclusive else None, auto_delete, arguments)
             self.queues[name] = queue
+            self.queues_created += 1
             if exclusive:
                 owner.exclusive_queue_declared(queue)
             elif queue.stores_messages:
@@ -194,6 +198,7 @@ class VHost:
         if queue.deleted:
             return 0
         self.queues.pop(queue.name, None)
+        self.queues_deleted += 1
         self._unbind_everywhere(queue)
         count = queue.delete()
         if queue.stores_messages and not queue.exclusive:

@@ -372,6 +372,7 @@ class Connection(asyncio.Protocol):
                 if limit >= 0 and self._user_channels() >= limit:
                     raise wording.user_channel_limit(self.user.name, limit)
                 self.channels[number] = Channel(self, number)
+                self.server.channels_opened += 1
                 self.send_method(number, frames.build(commands.Channel.OpenOk, channel_id=""))
                 return
             raise wording.channel_expected(*frames.method_ids(method))
@@ -442,6 +443,7 @@ class Connection(asyncio.Protocol):
         """A channel is gone: its message counts stay in its vhost's totals."""
         channel = self.channels.pop(number)
         channel.vhost.retired_stats.add(channel.stats)
+        self.server.channels_closed += 1
 
     def _teardown(self) -> None:
         if not self.state.closed:

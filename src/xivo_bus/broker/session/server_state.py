@@ -40,6 +40,8 @@ class ServerState:
     tuning: Tuning = field(default_factory=Tuning)
     connections_opened: int = 0  # since start-up, for the metrics
     connections_closed: int = 0
+    channels_opened: int = 0
+    channels_closed: int = 0
 
     def channels(self) -> Iterator[Any]:
         """Every open channel of every connection (for the consumer timeout)."""
