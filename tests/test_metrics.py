@@ -34,6 +34,46 @@ RABBITMQ = {
     "rabbitmq_process_resident_memory_bytes": ("gauge", "Memory used in bytes"),
     "rabbitmq_build_info": ("unknown", "RabbitMQ & Erlang/OTP version info"),
     "rabbitmq_identity_info": ("unknown", "RabbitMQ node & cluster identity info"),
+    "rabbitmq_channels_opened_total": ("counter", "Total number of channels opened"),
+    "rabbitmq_channels_closed_total": ("counter", "Total number of channels closed"),
+    "rabbitmq_queues_declared_total": ("counter", "Total number of queues declared"),
+    "rabbitmq_queues_created_total": ("counter", "Total number of queues created"),
+    "rabbitmq_queues_deleted_total": ("counter", "Total number of queues deleted"),
+    "rabbitmq_resident_memory_limit_bytes": ("gauge", "Memory high watermark in bytes"),
+    "rabbitmq_queue_consumers": ("gauge", "Consumers on a queue"),
+    "rabbitmq_queue_messages_published_total": (
+        "counter",
+        "Total number of messages published to queues",
+    ),
+    "rabbitmq_channel_messages_published_total": (
+        "counter",
+        "Total number of messages published into an exchange on a channel",
+    ),
+    "rabbitmq_channel_messages_confirmed_total": (
+        "counter",
+        "Total number of messages published into an exchange and confirmed on the channel",
+    ),
+    "rabbitmq_channel_messages_unroutable_dropped_total": (
+        "counter",
+        "Total number of messages published as non-mandatory into an exchange and dropped "
+        "as unroutable",
+    ),
+    "rabbitmq_channel_get_ack_total": (
+        "counter",
+        "Total number of messages fetched with basic.get in manual acknowledgement mode",
+    ),
+    "rabbitmq_channel_messages_delivered_ack_total": (
+        "counter",
+        "Total number of messages delivered to consumers in manual acknowledgement mode",
+    ),
+    "rabbitmq_channel_messages_acked_total": (
+        "counter",
+        "Total number of messages acknowledged by consumers",
+    ),
+    "rabbitmq_channel_get_empty_total": (
+        "counter",
+        "Total number of times basic.get operations fetched no message",
+    ),
 }
 
 
@@ -98,6 +138,56 @@ def test_metrics_as_rabbitmq_names_them(served):
     assert value(families, "rabbitmq_process_resident_memory_bytes") > 1_000_000
     [identity] = families["rabbitmq_identity_info"].samples
     assert identity.labels["rabbitmq_node"].startswith("xivo-bus@")
+    assert value(families, "rabbitmq_channel_messages_published_total") == 3
+    assert value(families, "rabbitmq_queue_messages_published_total") == 3
+    assert value(families, "rabbitmq_channel_get_ack_total") == 1
+    assert value(families, "rabbitmq_channel_messages_delivered_ack_total") == 2
+    assert value(families, "rabbitmq_queues_created_total") == 1
+    connection.close()
+    # a closed channel's counts stay: counters never go down
+    deadline = time.monotonic() + 30
+    while value(families, "rabbitmq_channels_closed_total") < 1:
+        assert time.monotonic() < deadline
+        families = scrape(url)
+    assert value(families, "rabbitmq_channel_messages_published_total") == 3
+
+
+def test_detailed_metrics_per_queue_and_channel(served):
+    port, url = served
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    channel = connection.channel()
+    for name, count in (("alpha", 2), ("beta", 1)):
+        channel.queue_declare(name)
+        for _ in range(count):
+            channel.basic_publish("", name, b"x")
+    channel.basic_consume("beta", lambda *args: None)
+    connection.process_data_events(time_limit=0.2)
+    detailed = url + "/detailed"
+    only_identity = scrape(detailed)
+    assert set(only_identity) == {"rabbitmq_build_info", "rabbitmq_identity_info"}
+    families = scrape(
+        detailed + "?family=queue_coarse_metrics&family=queue_consumer_count"
+        "&family=channel_exchange_metrics&vhost=%2F"
+    )
+    ready = {
+        sample.labels["queue"]: sample.value
+        for sample in families["rabbitmq_detailed_queue_messages_ready"].samples
+    }
+    assert ready == {"alpha": 2, "beta": 0}
+    assert families["rabbitmq_detailed_queue_messages_ready"].documentation == (
+        "Messages ready to be delivered to consumers"
+    )
+    consumers = {
+        sample.labels["queue"]: sample.value
+        for sample in families["rabbitmq_detailed_queue_consumers"].samples
+    }
+    assert consumers == {"alpha": 0, "beta": 1}
+    [published] = families["rabbitmq_detailed_channel_messages_published"].samples
+    assert published.value == 3 and published.labels["vhost"] == "/"
+    assert scrape(detailed + "?family=queue_coarse_metrics&vhost=nowhere").keys() == {
+        "rabbitmq_build_info",
+        "rabbitmq_identity_info",
+    }
     connection.close()
 
 

@@ -26,7 +26,6 @@ from xivo_bus.broker.listeners import (
     parse_address,
     tls_context,
 )
-from xivo_bus.broker.metrics import MetricsServer
 from xivo_bus.broker.server import DEFAULT_HOST, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PORT, Broker
 from xivo_bus.broker.session.server_state import Tuning
 from xivo_bus.broker.store import StoreError
@@ -35,6 +34,7 @@ from xivo_bus.config import ConfigError
 from xivo_bus.config import load as load_config
 from xivo_bus.ctl import add_arguments as add_ctl_arguments
 from xivo_bus.ctl import main as ctl_main
+from xivo_bus.management.prometheus import MetricsServer
 from xivo_bus.management.server import DEFAULT_INTERVAL, ManagementServer
 from xivo_bus.paths import default_data_dir
 
