@@ -224,3 +224,19 @@ def test_listings_and_maintenance(own_broker):
     done = ctl(own_broker, "close_all_connections", "bye")
     assert done.stdout.endswith("Closed 1 connections\n")
     assert closed_with(other) == "CONNECTION_FORCED - bye"
+
+
+def test_status_as_rabbitmqctl_sections_and_json(own_broker):
+    connection = login(own_broker, "guest", "guest")
+    shown = ctl(own_broker, "status").stdout
+    assert shown.startswith("Status of node xivo-bus@")
+    for section in ("Runtime", "Data directory", "Alarms", "Memory", "Totals", "Listeners"):
+        assert f"\n{section}\n\n" in shown, section
+    assert "Connection count: 1\n" in shown and "Alarms\n\n(none)" in shown
+    assert f"port: {own_broker.port}, protocol: amqp, purpose: AMQP 0-9-1" in shown
+    status = json.loads(ctl(own_broker, "-q", "status", "--formatter", "json").stdout)
+    assert status["totals"]["connection_count"] == 1
+    assert status["data_directory"] == own_broker.data_dir
+    assert status["pid"] == own_broker.proc.pid and status["is_under_maintenance"] is False
+    assert {"interface", "port", "protocol", "purpose", "node"} <= set(status["listeners"][0])
+    connection.close()

@@ -64,6 +64,10 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def _listening(host: str, port: int, protocol: str, purpose: str) -> dict:
+    return {"interface": host, "port": port, "protocol": protocol, "purpose": purpose}
+
+
 async def _serve(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     try:
@@ -96,12 +100,16 @@ async def _serve(args: argparse.Namespace) -> int:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot listen: {error.strerror or error}")
+    listening = broker.admin.listeners  # for `xivo-bus ctl status`
     for listener, host, port in bound:
         print(
             f"xivo-bus {__version__}: accepting {listener.scheme} connections on "
             f"{format_address(host, port)}",
             flush=True,
         )
+        tls = listener.tls is not None
+        purpose = "AMQP 0-9-1 over TLS" if tls else "AMQP 0-9-1"
+        listening.append(_listening(host, port, "amqp/ssl" if tls else "amqp", purpose))
     plain = [(host, port) for listener, host, port in bound if listener.tls is None]
     if broker.recovered is not None:
         recovered = broker.recovered
@@ -122,6 +130,8 @@ async def _serve(args: argparse.Namespace) -> int:
             host, port = await metrics.start()
             where = format_address(host, port)
             print(f"xivo-bus: Prometheus metrics on http://{where}/metrics", flush=True)
+            purpose = "Prometheus exporter API over HTTP"
+            listening.append(_listening(host, port, "http/prometheus", purpose))
         except (ValueError, OSError) as error:
             metrics = None
             print(f"xivo-bus: Prometheus metrics not served: {error}", file=sys.stderr)
@@ -138,6 +148,8 @@ async def _serve(args: argparse.Namespace) -> int:
             )
             url = await management.start()
             print(f"xivo-bus: management API and dashboard on {url}", flush=True)
+            http = management.http
+            listening.append(_listening(http.host, http.port, "http", "HTTP API"))
         except (ValueError, OSError) as error:
             management = None
             print(f"xivo-bus: management API not served: {error}", file=sys.stderr)

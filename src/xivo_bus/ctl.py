@@ -8,6 +8,7 @@ import argparse
 import getpass
 import json
 import os
+import platform
 import socket
 import sys
 from pathlib import Path
@@ -180,6 +181,7 @@ VERBS: dict[str, tuple[tuple[str, ...], bool, str, tuple[str, ...] | None]] = {
         "Closing all connections in vhost {vhost}, reason: {reason}...",
         None,
     ),
+    "status": ((), False, "Status of node {node} ...", None),
     "export_definitions": (
         ("file",),
         False,
@@ -254,6 +256,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.quiet and definitions_file != "-":
         shown = {**request, "file": definitions_file, "tags": ", ".join(request.get("tags") or ())}
         shown["on"] = f' on "{request["exchange"]}"' if request.get("exchange") else ""
+        shown["node"] = f"xivo-bus@{platform.node()}"
         if "{what}" in banner:
             name = request["name"]
             shown["what"] = "all limits" if name == "all" else f'"{name}" limit'
@@ -284,7 +287,9 @@ def main(args: argparse.Namespace) -> int:
     if args.verb == "import_definitions":
         print(f"Successfully imported definitions: {rows}")
         return 0
-    if isinstance(rows, str):  # one JSON object (list_*_limits of one vhost or user)
+    if args.verb == "status":
+        _print_status(rows, args.formatter)
+    elif isinstance(rows, str):  # one JSON object (list_*_limits of one vhost or user)
         print(rows)
     elif columns is not None:
         _print_rows(rows or [], tuple(request.get("columns") or columns), args.formatter)
@@ -341,6 +346,51 @@ def _ask(path: Path, verb: str, args: dict) -> dict:
                 raise ConnectionResetError("the broker closed the control connection")
             data += chunk
     return json.loads(data)
+
+
+def _print_status(status: dict, formatter: str) -> None:
+    """``status`` in rabbitmqctl's sections (or its JSON)."""
+    if formatter == "json":
+        print(json.dumps(status, separators=(",", ":")))
+        return
+    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("", "")
+    gb = 1_000_000_000
+    totals, fds = status["totals"], status["file_descriptors"]
+    sections = {
+        "Runtime": [
+            f"OS PID: {status['pid']}",
+            f"OS: {status['os']}",
+            f"Uptime (seconds): {status['uptime']}",
+            f"Is under maintenance?: {str(status['is_under_maintenance']).lower()}",
+            f"RabbitMQ version: {status['rabbitmq_version']}",
+            f"Product: {status['product_name']} {status['product_version']}",
+            f"Runtime: {status['erlang_version']}",
+        ],
+        "Data directory": [f"Node data directory: {status['data_directory']}"],
+        "Alarms": [
+            f"{alarm['resource']} alarm on node {alarm['node']}" for alarm in status["alarms"]
+        ]
+        or ["(none)"],
+        "Memory": [
+            f"Total memory used: {status['memory']['total']['rss'] / gb:.4f} gb",
+            f"Calculation strategy: {status['vm_memory_calculation_strategy']}",
+            f"Memory high watermark: {status['vm_memory_high_watermark_limit'] / gb:.4f} gb",
+        ],
+        "File Descriptors": [f"Total: {fds['total_used']}, limit: {fds['total_limit']}"],
+        "Free Disk Space": [f"Free disk space: {status['disk_free'] / gb:.4f} gb"],
+        "Totals": [
+            f"Connection count: {totals['connection_count']}",
+            f"Queue count: {totals['queue_count']}",
+            f"Virtual host count: {totals['virtual_host_count']}",
+        ],
+        "Listeners": [
+            f"Interface: {listener['interface']}, port: {listener['port']}, "
+            f"protocol: {listener['protocol']}, purpose: {listener['purpose']}"
+            for listener in status["listeners"]
+        ],
+    }
+    print("\n\n".join(f"{bold[0]}{title}{bold[1]}\n\n" + "\n".join(lines)
+                     for title, lines in sections.items()))  # fmt: skip
 
 
 def _print_rows(rows: list[dict], columns: tuple[str, ...], formatter: str) -> None:

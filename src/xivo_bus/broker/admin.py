@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import platform
+import time
 from typing import Any
 
+from xivo_bus import __version__
 from xivo_bus.amqp import errors
 from xivo_bus.amqp.errors import AMQPError
 from xivo_bus.broker import definitions
+from xivo_bus.broker.alarms import default_memory_limit, resources
+from xivo_bus.broker.definitions import RABBITMQ_VERSION
 from xivo_bus.broker.model.exchanges import Exchange
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.server_state import ServerState
@@ -53,6 +59,10 @@ class Admin:
     def __init__(self, state: ServerState, clock: asyncio.AbstractEventLoop):
         self.state = state
         self.clock = clock
+        self.started_at = time.time()
+        # what the node listens on, as rabbitmqctl status lists it: {interface, port,
+        # protocol, purpose}; set by whoever starts the listeners
+        self.listeners: list[dict] = []
 
     @property
     def users(self):
@@ -168,6 +178,39 @@ class Admin:
 
     async def list_vhosts(self) -> list[dict]:
         return [{"name": name} for name in sorted(self.state.vhosts)]
+
+    # -- the node ---------------------------------------------------------------------
+
+    async def status(self) -> dict:
+        """The node as ``rabbitmqctl status --formatter json`` shows it."""
+        store = self.state.store
+        data_dir = str(store.directory) if store is not None else None
+        used = resources(data_dir)
+        limit = self.state.alarms.memory_limit or default_memory_limit()
+        node = f"xivo-bus@{platform.node()}"
+        return {
+            "pid": os.getpid(),
+            "os": platform.system(),
+            "uptime": int(time.time() - self.started_at),
+            "is_under_maintenance": False,
+            "rabbitmq_version": RABBITMQ_VERSION,
+            "product_name": "xivo-bus",
+            "product_version": __version__,
+            "erlang_version": f"Python {platform.python_version()}",
+            "data_directory": data_dir or "(in memory only)",
+            "alarms": [{"node": node, "resource": name} for name in self.state.alarms.raised],
+            "memory": {"total": {"rss": used["mem_used"]}},
+            "vm_memory_calculation_strategy": "rss",
+            "vm_memory_high_watermark_limit": limit,
+            "disk_free": used["disk_free"],
+            "file_descriptors": {"total_used": used["fd_used"], "total_limit": used["fd_total"]},
+            "totals": {
+                "virtual_host_count": len(self.state.vhosts),
+                "connection_count": sum(1 for c in self.state.connections if c.user),
+                "queue_count": sum(len(v.queues) for v in self.state.vhosts.values()),
+            },
+            "listeners": [{"node": node, **listener} for listener in self.listeners],
+        }
 
     # -- listings and maintenance (rabbitmqctl's list_* and friends) -------------------
 

@@ -9,6 +9,8 @@ import asyncio
 import ctypes
 import logging
 import os
+import resource
+import shutil
 from collections.abc import Iterable
 
 from xivo_bus.broker.roles import Blockable
@@ -27,6 +29,22 @@ def resident_memory() -> int:
     """This process's resident set size, in bytes."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def resources(data_dir: str | None) -> dict[str, int]:
+    """What the node uses of the machine, as RabbitMQ's status and node pages show it:
+    resident memory, file descriptors used and allowed, free disk space where data is."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        descriptors = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        descriptors = 0
+    return {
+        "mem_used": resident_memory(),
+        "fd_used": descriptors,
+        "fd_total": soft,
+        "disk_free": shutil.disk_usage(data_dir or os.getcwd()).free,
+    }
 
 
 def _libc_trim():

@@ -60,6 +60,7 @@ VERBS = {
     "delete_queue": ("vhost", "queue"),
     "close_connection": ("name", "reason"),
     "close_all_connections": ("vhost", "all_", "reason"),
+    "status": (),
     "export_definitions": (),
     "import_definitions": ("definitions_",),
 }

@@ -11,15 +11,13 @@ import hashlib
 import json
 import os
 import platform
-import resource
-import shutil
 import time
 from typing import Any
 from urllib.parse import quote_plus
 
 from xivo_bus import __version__
 from xivo_bus.broker.admin import connection_name
-from xivo_bus.broker.alarms import default_memory_limit, resident_memory
+from xivo_bus.broker.alarms import default_memory_limit, resources
 from xivo_bus.broker.definitions import RABBITMQ_VERSION, json_value
 from xivo_bus.broker.model.exchanges import Exchange
 from xivo_bus.management.sampler import Sampler, churn, queue_lengths
@@ -389,12 +387,8 @@ def versions() -> dict:
 def node(state, started_at: float, data_dir: str | None) -> dict:
     """This broker as one RabbitMQ node: memory, file descriptors, disk, uptime."""
     memory_limit = state.alarms.memory_limit or default_memory_limit()
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        fd_used = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        fd_used = 0
-    disk_free = shutil.disk_usage(data_dir or os.getcwd()).free
+    used = resources(data_dir)
+    soft = used["fd_total"]
     raised = state.alarms.raised
     connections = [c for c in state.connections if c.user is not None]
     return {
@@ -406,16 +400,16 @@ def node(state, started_at: float, data_dir: str | None) -> dict:
         "uptime": timestamp(time.time() - started_at),
         "rates_mode": "basic",
         "run_queue": 0,
-        "mem_used": resident_memory(),
+        "mem_used": used["mem_used"],
         "mem_used_details": {"rate": 0.0},
         "mem_limit": memory_limit,
         "mem_alarm": "memory" in raised,
         "mem_calculation_strategy": "rss",
-        "disk_free": disk_free,
+        "disk_free": used["disk_free"],
         "disk_free_details": {"rate": 0.0},
         "disk_free_limit": 0,
         "disk_free_alarm": "disk" in raised,
-        "fd_used": fd_used,
+        "fd_used": used["fd_used"],
         "fd_used_details": {"rate": 0.0},
         "fd_total": soft,
         "sockets_used": len(connections),
