@@ -13,7 +13,10 @@ BODY = b"m" * 120_000  # one body frame
 def test_memory_alarm_blocks_publishers_until_consumers_make_room(name):
     broker = start_broker("--in-memory", "--memory-limit", str(120 * 2**20))
     publisher = RawClient(broker.host, broker.port)
+    # a client whose capabilities are not a table: it must not keep the alarm up
+    bystander = RawClient(broker.host, broker.port)
     try:
+        bystander.handshake(capabilities="not a table")
         publisher.handshake(capabilities={"connection.blocked": True})
         publisher.open_channel(1)
         publisher.send(1, commands.Queue.Declare(queue=name))
@@ -59,4 +62,29 @@ def test_memory_alarm_blocks_publishers_until_consumers_make_room(name):
         consumer.close()
     finally:
         publisher.close()
+        bystander.close()
+        broker.stop()
+
+
+def test_capabilities_that_are_not_a_table_are_none(name):
+    """As RabbitMQ: ignored, not an error that hurts other clients (a queue.delete that
+    cancels such a client's consumer used to fail with 541)."""
+    broker = start_broker("--in-memory")
+    odd = RawClient(broker.host, broker.port)
+    try:
+        odd.handshake(capabilities="not a table")
+        odd.open_channel(1)
+        odd.send(1, commands.Queue.Declare(queue=name))
+        odd.expect(commands.Queue.DeclareOk, 1)
+        odd.send(1, commands.Basic.Consume(queue=name, consumer_tag="odd"))
+        odd.expect(commands.Basic.ConsumeOk, 1)
+        innocent = pika.BlockingConnection(pika.ConnectionParameters(broker.host, broker.port))
+        channel = innocent.channel()
+        assert channel.queue_delete(name).method.message_count == 0
+        assert channel.is_open and innocent.is_open
+        innocent.close()
+        odd.send(1, commands.Queue.Declare(queue=name + "-2"))
+        odd.expect(commands.Queue.DeclareOk, 1)  # no basic.cancel came first: no capability
+    finally:
+        odd.close()
         broker.stop()

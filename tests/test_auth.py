@@ -45,6 +45,8 @@ def test_malformed_responses_are_not_refused_logins(mechanism, response):
         ("fe80::1%eth0", False),
         ("192.0.2.7", False),
         ("10.0.0.1", False),
+        ("::ffff:127.0.0.1", True),  # an IPv4 client of a listener on "::"
+        ("::ffff:192.0.2.7", False),
         (None, True),
     ],
 )

@@ -87,7 +87,11 @@ class Alarms:
             elif after is None:
                 log.warning("resource alarms cleared: publishers may go on")
             for connection in list(self.connections):
-                connection.set_blocked(after)
+                try:
+                    connection.set_blocked(after)
+                except Exception:  # a bug in one connection must not keep the alarm up
+                    log.exception("connection %s: cannot tell it about the alarm", connection)
+                    connection.close(541, "INTERNAL_ERROR - internal error")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.memory_limit:

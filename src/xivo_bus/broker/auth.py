@@ -57,9 +57,12 @@ def is_loopback(host: str | None) -> bool:
     if host is None:  # a Unix socket
         return True
     try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        address = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return False
+    # an IPv4 client of a listener on "::" shows as ::ffff:127.0.0.1
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def parse_response(mechanism: str, response: bytes) -> tuple[str, str]:

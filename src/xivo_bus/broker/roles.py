@@ -139,6 +139,9 @@ class Blockable(Protocol):
 
     def set_blocked(self, reason: str | None) -> None: ...
 
+    def close(self, code: int, text: str) -> None:
+        """Close with an AMQP connection.close (code, text)."""
+
 
 class TimedChannel(Protocol):
     """A channel, as the consumer timeout sees it."""

@@ -72,6 +72,7 @@ class Connection(asyncio.Protocol):
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
         self.client_properties: dict = {}
+        self.capabilities: dict = {}  # the client's, from client_properties
         self.vhost: VHost | None = None
         self.user: User | None = None
         self.channel_max = tuning.channel_max
@@ -155,8 +156,7 @@ class Connection(asyncio.Protocol):
         self._confirming[channel] = None
 
     def client_capability(self, name: str) -> bool:
-        capabilities = self.client_properties.get("capabilities") or {}
-        return bool(capabilities.get(name))
+        return bool(self.capabilities.get(name))
 
     def close_channel(self, channel: Channel, error: errors.ChannelError) -> None:
         """Close one channel with an error (``channel.close``); the rest go on."""
@@ -264,7 +264,11 @@ class Connection(asyncio.Protocol):
             raise wording.unexpected_in_state(state.value, *frames.method_ids(method))
 
     def _start_ok(self, method: commands.Connection.StartOk) -> None:
-        self.client_properties = method.client_properties or {}
+        properties = method.client_properties
+        self.client_properties = properties if isinstance(properties, dict) else {}
+        # as RabbitMQ: capabilities that are not a table are no capabilities
+        capabilities = self.client_properties.get("capabilities")
+        self.capabilities = capabilities if isinstance(capabilities, dict) else {}
         response = method.response
         if isinstance(response, str):
             response = response.encode("utf-8")
