@@ -346,7 +346,7 @@ class Collector:
         return self.seen
 
 
-def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Call ``predicate`` until it returns something truthy or ``timeout`` passes; return
     the last value. For time-based behaviour (TTL, expiry): generous, never a speed test."""
     deadline = time.monotonic() + timeout
