@@ -49,14 +49,17 @@ class Poller(threading.Thread):
                 self.requests += 1
 
 
-def bench(broker: brokers.Ours, producers: int, duration: float, out: Path) -> float:
+def bench(broker: brokers.Ours, producers: int, duration: float, out: Path) -> tuple[float, float]:
+    """Messages delivered a second, and the broker's CPU microseconds a message."""
     command = [
         sys.executable, "-m", "xivo_bus", "bench", "throughput",
         "--url", broker.url, "--broker-pid", str(broker.pid),
         "--producers", str(producers), "--duration", str(duration), "--json", str(out),
     ]  # fmt: skip
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=600)
-    return json.loads(out.read_text())["results"]["delivery_rate"]
+    figures = json.loads(out.read_text())
+    results = figures["results"]
+    return results["delivery_rate"], 1e6 * figures["broker"]["cpu_s"] / results["received"]
 
 
 def main() -> int:
@@ -67,7 +70,7 @@ def main() -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
     args = parser.parse_args()
     port = brokers.free_port()
-    broker = brokers.Ours(["--no-cti", "--management", f"127.0.0.1:{port}"])
+    broker = brokers.Ours(["--no-cti", "--no-prometheus", "--management", f"127.0.0.1:{port}"])
     broker.start()
     base = f"http://127.0.0.1:{port}"
     work = Path(tempfile.mkdtemp(prefix="xivo-bus-mgmt-"))
@@ -75,6 +78,7 @@ def main() -> int:
     try:
         for producers in args.producers:
             rates: dict[str, list[float]] = {"idle": [], "polled": []}
+            cpu: dict[str, list[float]] = {"idle": [], "polled": []}
             polls = 0
             for repeat in range(args.repeats):
                 for mode in ("idle", "polled"):
@@ -82,19 +86,26 @@ def main() -> int:
                     if poller:
                         poller.start()
                     out = work / f"{producers}-{mode}-{repeat}.json"
-                    rate = bench(broker, producers, args.duration, out)
+                    rate, per_message = bench(broker, producers, args.duration, out)
                     if poller:
                         poller.stopped.set()
                         poller.join()
                         polls += poller.requests
                     rates[mode].append(rate)
+                    cpu[mode].append(per_message)
                     print(
                         f"{producers} publisher(s), API {mode}, run {repeat + 1}/{args.repeats}: "
-                        f"{rate:,.0f} msg/s",
+                        f"{rate:,.0f} msg/s, {per_message:.2f} µs of broker CPU a message",
                         flush=True,
                     )
             idle, polled = (statistics.median(rates[mode]) for mode in ("idle", "polled"))
-            rows.append((producers, idle, polled, polls))
+            # each polled run against the idle run just before it: background noise
+            # (other processes on the machine) moves both
+            paired = statistics.median(
+                b / a - 1 for a, b in zip(rates["idle"], rates["polled"], strict=True)
+            )
+            cpu_idle, cpu_polled = (statistics.median(cpu[mode]) for mode in ("idle", "polled"))
+            rows.append((producers, idle, polled, paired, cpu_idle, cpu_polled, polls))
     finally:
         broker.stop()
         broker.cleanup()
@@ -106,12 +117,16 @@ def main() -> int:
         f"of {args.duration:g} s each, API idle and polled taking turns; polled = GET "
         f"{', '.join(f'/api/{path}' for path in POLLED)} every second.",
         "",
-        "| publishers | API idle (msg/s) | API polled every second (msg/s) | change | requests |",
-        "|---|---|---|---|---|",
+        "| publishers | API idle (msg/s) | API polled every second (msg/s) | change of "
+        "medians | median change, run by run | broker CPU a message, idle → polled | requests |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for producers, idle, polled, polls in rows:
+    for producers, idle, polled, paired, cpu_idle, cpu_polled, polls in rows:
         change = (polled - idle) / idle * 100
-        lines.append(f"| {producers} | {idle:,.0f} | {polled:,.0f} | {change:+.1f} % | {polls} |")
+        lines.append(
+            f"| {producers} | {idle:,.0f} | {polled:,.0f} | {change:+.1f} % | "
+            f"{paired * 100:+.1f} % | {cpu_idle:.2f} → {cpu_polled:.2f} µs | {polls} |"
+        )
     lines.append(END)
     output = Path(args.output)
     text = output.read_text()
