@@ -5,7 +5,8 @@ from __future__ import annotations
 import pika
 from amqp_raw import RawClient
 from conftest import start_broker
-from pamqp import commands
+from pamqp import body as pamqp_body
+from pamqp import commands, frame, header
 
 BODY = b"m" * 120_000  # one body frame
 
@@ -87,4 +88,42 @@ def test_capabilities_that_are_not_a_table_are_none(name):
         odd.expect(commands.Queue.DeclareOk, 1)  # no basic.cancel came first: no capability
     finally:
         odd.close()
+        broker.stop()
+
+
+def test_a_message_still_arriving_blocks_its_own_sender(name):
+    """Its body is what fills memory: under the alarm, the connection sending it is the
+    one that stops being read (told with connection.blocked), though it never finished a
+    publish."""
+    broker = start_broker(
+        "--in-memory", "--memory-limit", str(120 * 2**20), "--max-message-size", str(2**30)
+    )
+    streamer = RawClient(broker.host, broker.port)
+    try:
+        streamer.handshake(capabilities={"connection.blocked": True})
+        streamer.open_channel(1)
+        streamer.send(1, commands.Basic.Publish(exchange="", routing_key=name))
+        streamer.send_raw(frame.marshal(header.ContentHeader(0, 2**30 - 1), 1))
+        chunk = frame.marshal(pamqp_body.ContentBody(b"s" * 120_000), 1)
+        blocked, sent = None, 0
+        while blocked is None:
+            assert sent < 2**30, "never blocked"
+            streamer.sock.settimeout(5)
+            for _ in range(10):
+                streamer.send_raw(chunk)
+            sent += 10 * 120_000
+            streamer.sock.settimeout(0.02)
+            try:
+                _, got = streamer.recv_frame()
+                if isinstance(got, commands.Connection.Blocked):
+                    blocked = got.reason
+            except TimeoutError:
+                pass
+        assert blocked.startswith("low on memory: ")
+        # everyone else still gets served
+        other = pika.BlockingConnection(pika.ConnectionParameters(broker.host, broker.port))
+        other.channel().queue_declare(name)
+        other.close()
+    finally:
+        streamer.close()
         broker.stop()

@@ -316,13 +316,45 @@ def test_heartbeat_between_content_frames_is_allowed():
     assert [e[0] for e in parse(HEADER + data)] == ["header", "heartbeat", "content"]
 
 
-def test_abandon_content_forgets_partial_message():
+def test_body_over_the_limit_is_refused_at_its_header_and_not_kept():
     reader = opened_reader()
+    reader.max_body_size = 100
     reader.feed(frame.marshal(commands.Basic.Publish(routing_key="k"), 1))
-    assert drain(reader) == []
-    reader.abandon_content(1)
+    reader.feed(frame.marshal(header.ContentHeader(0, 2**40), 1))
+    [event] = [reader.next_event()]
+    assert isinstance(event, frames.OversizedContent)
+    assert (event.channel, event.body_size) == (1, 2**40)
+    assert reader.receiving_content
+    for _ in range(50):  # the body is read and dropped, as long as it comes
+        reader.feed(raw_frame(frames.FRAME_BODY, 1, b"z" * 1000))
+        assert reader.next_event() is None
+    # a method on the channel (its close-ok) ends the refused content
     reader.feed(frame.marshal(commands.Channel.CloseOk(), 1))
     assert drain(reader)[0][:3] == ("method", 1, commands.Channel.CloseOk.index)
+    assert not reader.receiving_content
+
+
+def test_body_at_the_limit_passes_and_fast_path_defers_to_the_check():
+    reader = opened_reader()
+    reader.max_body_size = 100
+    reader.feed(publish_frames(1, b"a" * 100) + publish_frames(1, b"b" * 101))
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    assert isinstance(events[0], frames.ContentFrame) and events[0].body == b"a" * 100
+    assert isinstance(events[1], frames.OversizedContent) and events[1].body_size == 101
+    assert not reader.receiving_content  # its one body frame was dropped: content over
+
+
+def test_body_past_its_announced_size_is_not_kept():
+    reader = opened_reader()
+    reader.feed(frame.marshal(commands.Basic.Publish(routing_key="k"), 1))
+    reader.feed(frame.marshal(header.ContentHeader(0, 10), 1))
+    reader.feed(raw_frame(frames.FRAME_BODY, 1, b"x" * 8))
+    for _ in range(20):
+        reader.feed(raw_frame(frames.FRAME_BODY, 1, b"y" * 1000))
+    assert drain(reader) == []
+    assert reader._partial[1].chunks == []  # memory of an endless body: none
 
 
 def test_frame_of_exactly_frame_max_is_accepted():

@@ -86,11 +86,21 @@ class Heartbeat:
     channel: int
 
 
-Event = ProtocolHeader | MethodFrame | ContentFrame | Heartbeat
+@dataclass(slots=True)
+class OversizedContent:
+    """A content header announcing a body larger than the reader's ``max_body_size``:
+    the body is not kept (its frames are read and dropped), the content never completes."""
+
+    channel: int
+    method: base.Frame
+    body_size: int
+
+
+Event = ProtocolHeader | MethodFrame | ContentFrame | Heartbeat | OversizedContent
 
 
 class _PartialContent:
-    __slots__ = ("method", "body_size", "properties", "chunks", "received")
+    __slots__ = ("method", "body_size", "properties", "chunks", "received", "refused")
 
     def __init__(self, method: base.Frame):
         self.method = method
@@ -98,6 +108,7 @@ class _PartialContent:
         self.properties = b""
         self.chunks: list[bytes] = []
         self.received = 0
+        self.refused = False  # too large: its body frames are counted, not kept
 
 
 def method_ids(method: base.Frame) -> tuple[int, int]:
@@ -118,6 +129,13 @@ class FrameReader:
         self.frame_max = FRAME_MIN_SIZE
         self._header_seen = False
         self._partial: dict[int, _PartialContent] = {}
+        # a body announced larger than this is refused at its content header (0: any)
+        self.max_body_size = 0
+
+    @property
+    def receiving_content(self) -> bool:
+        """Some channel is in the middle of a content (a publish not yet complete)."""
+        return bool(self._partial)
 
     def feed(self, data: bytes) -> None:
         if self._offset and self._offset == len(self._buffer):
@@ -190,6 +208,8 @@ class FrameReader:
         )
         if class_id != BASIC_CLASS or weight != 0:
             return None
+        if self.max_body_size and body_size > self.max_body_size:
+            return None  # refused the frame-by-frame way
         next_offset = header_end + 1
         body = b""
         if body_size:
@@ -228,6 +248,9 @@ class FrameReader:
             raise _unexpected_frame(frame_type, payload)
         partial = self._partial.get(channel)
         if frame_type == FRAME_METHOD:
+            if partial is not None and partial.refused:
+                del self._partial[channel]  # the client gave up the refused content
+                partial = None
             if partial is not None:
                 raise _unexpected(partial)
             method = decode_method(payload)
@@ -259,6 +282,9 @@ class FrameReader:
                 raise _unexpected(partial)
             partial.body_size = body_size
             partial.properties = payload[12:]
+            if self.max_body_size and body_size > self.max_body_size:
+                partial.refused = True
+                return OversizedContent(channel, partial.method, body_size)
             if body_size == 0:
                 del self._partial[channel]
                 return ContentFrame(channel, partial.method, partial.properties, b"")
@@ -271,12 +297,19 @@ class FrameReader:
                 )
             if partial.body_size == -1:
                 raise _unexpected(partial)
-            partial.chunks.append(payload)
             partial.received += len(payload)
-            if partial.received != partial.body_size:
-                # Short, or (as RabbitMQ lets it be) past the announced size: the content
-                # stays open and whatever comes next on the channel is unexpected.
+            if partial.refused:
+                if partial.received >= partial.body_size:
+                    del self._partial[channel]
                 return None
+            if partial.received > partial.body_size:
+                # Past the announced size (RabbitMQ lets it be): the content stays open and
+                # whatever comes next on the channel is unexpected; nothing more is kept.
+                partial.chunks.clear()
+                return None
+            partial.chunks.append(payload)
+            if partial.received != partial.body_size:
+                return None  # short: more to come
             del self._partial[channel]
             chunks = partial.chunks
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -289,10 +322,6 @@ class FrameReader:
             errors.FRAME_ERROR,
             f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
         )
-
-    def abandon_content(self, channel: int) -> None:
-        """Forget a half-received content on a channel that is being closed."""
-        self._partial.pop(channel, None)
 
 
 def _unexpected(partial: _PartialContent) -> errors.ConnectionError:

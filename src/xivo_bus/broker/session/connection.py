@@ -66,6 +66,7 @@ class Connection(asyncio.Protocol):
         self.mechanisms = (*MECHANISMS, EXTERNAL) if external else MECHANISMS
         self.loop = asyncio.get_running_loop()
         self.reader = frames.FrameReader()
+        self.reader.max_body_size = server.max_message_size
         self.state = ConnectionState()
         self.tuning = tuning = server.tuning
         self.output = Output(self.loop, server.store, self._resume_deliveries, tuning.frame_max)
@@ -138,6 +139,12 @@ class Connection(asyncio.Protocol):
             self._confirming.clear()
         if state.state is _RUNNING:
             self.output.throttle()  # the disk may be behind this client's writes
+            # a message still arriving counts as publishing: under an alarm its sender is
+            # the one that stops being read
+            reason = self.server.alarms.reason
+            if reason is not None and self.reader.receiving_content:
+                if not self.output.paused_for(ALARM):
+                    self._block(reason)
 
     # -- what channels need (session.channel.ChannelConnection) -----------------------
 
@@ -209,6 +216,14 @@ class Connection(asyncio.Protocol):
             except errors.ConnectionError as error:
                 error.class_id, error.method_id = 60, 40
                 self._fail(error)
+        elif isinstance(event, frames.OversizedContent):
+            channel = self.channels.get(event.channel)
+            if channel is None:
+                raise wording.channel_expected(60, 40)
+            if not channel.closing and self.state.state is _RUNNING:
+                error = wording.message_too_large(event.body_size, self.server.max_message_size)
+                error.class_id, error.method_id = 60, 40
+                self.close_channel(channel, error)
         elif isinstance(event, frames.MethodFrame):
             if event.channel == 0:
                 self._connection_method(event.method)
