@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import signal
 import threading
 
 import aio_pika
@@ -169,6 +170,95 @@ async def test_publish_times_out_when_no_broker_answers(unused_port):
     assert "AMQPConnectionError" in str(error.value)
     assert publisher.buffered == 0  # a timed-out event is withdrawn
     await publisher.close()
+
+
+def test_several_urls_in_one_string_or_a_list():
+    """As RabbitMQ users write a cluster's addresses: a comma starts another URL only
+    where a scheme follows, so a comma inside a URL (a password) stays in it."""
+    a, b = "amqp://guest:guest@10.0.0.1:5672/%2F", "amqps://calld:p,w@10.0.0.2:5671/xivo"
+    assert client.split_urls(a) == [a]
+    assert client.split_urls(f"{a},{b}") == [a, b]
+    assert client.split_urls(f" {a} , {b} ") == [a, b]
+    assert client.split_urls([a, b]) == [a, b]
+    assert client.safe_url(f"{a},{b}") == (
+        "amqp://guest@10.0.0.1:5672/%2F, amqps://calld@10.0.0.2:5671/xivo"
+    )
+    for wrong in ("", [], [a, " "]):
+        with pytest.raises(ValueError):
+            client.split_urls(wrong)
+
+
+async def test_publish_timeout_names_every_url(unused_port):
+    urls = [f"amqp://guest:guest@127.0.0.1:{unused_port}/", f"amqp://u:p@127.0.0.2:{unused_port}/"]
+    publisher = client.Publisher(urls, timeout=0.5, backoff=FAST)
+    with pytest.raises(client.PublishTimeout) as error:
+        await publisher.publish(call_form(1))
+    assert str(error.value).startswith(
+        f"no confirm from amqp://guest@127.0.0.1:{unused_port}/, amqp://u@127.0.0.2:{unused_port}/ "
+        "within 0.5 s"
+    )
+    await publisher.close()
+
+
+async def test_clients_go_on_to_the_next_broker_when_theirs_goes(name, unused_port):
+    """Several URLs: the first that answers is used (a dead one is skipped), and when the
+    broker in use goes away both go on to the next one at once, the consumer's queue
+    and bindings declared there."""
+    first, second = start_broker(), start_broker()
+    urls = [f"amqp://guest:guest@127.0.0.1:{unused_port}/%2F", first.url, second.url]
+    received: list = []
+    consumer = client.Consumer(",".join(urls), queue=name, backoff=FAST)
+    consumer.subscribe("call_form_result", lambda event: received.append(event.user_id))
+    publisher = client.Publisher(urls, backoff=FAST, timeout=20)
+    try:
+        await consumer.start()
+        await consumer.wait_connected(10)
+        await publisher.publish(call_form(1))
+        await wait_for(lambda: received == [1])
+        assert consumer.connected_url == publisher.connected_url == first.url
+        assert first.stop() == 0
+        await wait_for(lambda: consumer.connections == 2, timeout=20)
+        assert consumer.connected_url == second.url
+        await publisher.publish(call_form(2))
+        assert publisher.connected_url == second.url
+        await wait_for(lambda: received == [1, 2], timeout=20)
+    finally:
+        await publisher.close()
+        await consumer.close()
+        first.stop()
+        second.stop()
+
+
+async def test_clients_leave_a_broker_that_hangs(name):
+    """A broker that stops answering (SIGSTOP: its sockets stay open, as a machine that
+    is gone) is given up once heartbeats are missed; what was not confirmed goes to the
+    next one."""
+    first, second = start_broker(), start_broker()
+    urls = [f"{first.url}?heartbeat=1", f"{second.url}?heartbeat=1"]
+    received: list = []
+    consumer = client.Consumer(urls, queue=name, backoff=FAST)
+    consumer.subscribe("call_form_result", lambda event: received.append(event.user_id))
+    publisher = client.Publisher(urls, backoff=FAST)
+    try:
+        await consumer.start()
+        await consumer.wait_connected(10)
+        await publisher.publish(call_form(1))
+        await wait_for(lambda: received == [1])
+        # The queue waits on the next broker, whichever of the two moves there first.
+        async with await aio_pika.connect(second.url) as connection:
+            queue = await (await connection.channel()).declare_queue(name, durable=True)
+            await queue.bind("xivo-cti", "call_form_result")
+        first.proc.send_signal(signal.SIGSTOP)
+        await publisher.publish(call_form(2), timeout=30)
+        assert publisher.connected_url == urls[1]
+        await wait_for(lambda: received == [1, 2], timeout=30)
+        assert consumer.connected_url == urls[1]
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+        await publisher.close()
+        await consumer.close()
+        first.stop()
+        second.stop()
 
 
 async def test_full_buffer_drops_oldest_and_reports_it(unused_port):

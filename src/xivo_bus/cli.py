@@ -562,7 +562,10 @@ def main(argv: list[str] | None = None) -> int:
 
     url_default = os.environ.get("XIVO_BUS_URL", DEFAULT_URL)
     # argparse %-formats help texts: the URL's %2F must be escaped.
-    url_help = f"AMQP URL of the bus (default $XIVO_BUS_URL or {DEFAULT_URL})".replace("%", "%%")
+    url_help = (
+        "AMQP URL of the bus; several, comma-separated, for a RabbitMQ cluster (default "
+        f"$XIVO_BUS_URL or {DEFAULT_URL})"
+    ).replace("%", "%%")
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument(
         "--data-dir",

@@ -7,6 +7,10 @@ with confirms, so an event is either confirmed by the broker or reported dropped
 after each reconnect, acks after the handler returns, requeues a failed event once and
 then moves it to a dead-letter queue you can inspect.
 
+Give several broker URLs (a list, or one string with the URLs separated by commas) to
+use a RabbitMQ cluster: the client connects to the first that answers, and when it loses
+that broker it goes on to the next at once (docs/scaling.md).
+
 ``SyncPublisher`` and ``SyncConsumer`` offer the same over a private event-loop thread;
 they are safe to share between threads.
 """
@@ -17,9 +21,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -33,6 +38,20 @@ DEAD_LETTER_QUEUE = "xivo-bus.failed"
 BATCH = 256  # publishes in flight at once
 
 Handler = Callable[[events.AnyEvent], Any]
+Urls = str | Sequence[str]  # one URL, several separated by commas, or a list of them
+
+# A comma starts another URL only where a scheme follows: a comma inside a URL (in a
+# password, a query) stays where it is.
+_URL_SEPARATOR = re.compile(r"\s*,\s*(?=amqps?://)")
+
+
+def split_urls(url: Urls) -> list[str]:
+    """The broker URLs in ``url``: ``"amqp://a/,amqp://b/"`` or ``["amqp://a/", ...]``."""
+    texts = [url] if isinstance(url, str) else list(url)
+    urls = [part.strip() for text in texts for part in _URL_SEPARATOR.split(text.strip())]
+    if not urls or not all(urls):
+        raise ValueError(f"not a list of AMQP URLs: {url!r}")
+    return urls
 
 
 class PublishError(Exception):
@@ -74,6 +93,30 @@ def _amqp_message(event: events.AnyEvent) -> aio_pika.Message:
     )
 
 
+def _closed(connection: aio_pika.abc.AbstractConnection) -> asyncio.Future:
+    """A future set when ``connection`` closes, whatever the reason: a reset, the
+    broker's close, or heartbeats missed (a broker that hangs, a machine that is gone)."""
+    closed = asyncio.get_running_loop().create_future()
+    connection.close_callbacks.add(lambda *_: closed.done() or closed.set_result(None))
+    return closed
+
+
+async def _until_closed(work, closed: asyncio.Future) -> None:
+    """Run ``work`` until it ends, or until the connection closes: aio-pika does not fail
+    the confirms awaited on a connection it gave up for missed heartbeats."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ConnectionError("connection lost")
+    task.result()
+
+
 class _Pending:
     __slots__ = ("event", "message", "future", "abandoned")
 
@@ -90,6 +133,29 @@ class _Service:
 
     _task: asyncio.Task | None
     _connected: asyncio.Event
+    urls: list[str]
+    timeout: float
+    connected_url: str | None = None  # the broker of the current (or last) connection
+    _next_url = 0
+
+    async def _connect(self) -> aio_pika.abc.AbstractConnection:
+        """Connect to the first broker that answers, trying each once, starting after the
+        one connected last: a client that lost its broker goes on to the next at once."""
+        failure: Exception | None = None
+        for _ in self.urls:
+            url = self.urls[self._next_url]
+            self._next_url = (self._next_url + 1) % len(self.urls)
+            try:
+                connection = await aio_pika.connect(url, timeout=self.timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure = error
+                continue
+            self.connected_url = url
+            return connection
+        assert failure is not None
+        raise failure
 
     async def __aenter__(self):
         await self.start()
@@ -123,7 +189,7 @@ class Publisher(_Service):
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: Urls = DEFAULT_URL,
         *,
         timeout: float = 10.0,
         buffer_size: int = 10_000,
@@ -131,6 +197,7 @@ class Publisher(_Service):
         backoff: Backoff | None = None,
     ):
         self.url = url
+        self.urls = split_urls(url)
         self.timeout = timeout
         self.buffer_size = buffer_size
         self.on_drop = on_drop
@@ -224,14 +291,16 @@ class Publisher(_Service):
     async def _run(self) -> None:
         while True:
             try:
-                self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
+                self._connection = await self._connect()
+                closed = _closed(self._connection)
                 channel = await self._connection.channel(publisher_confirms=True)
                 exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
                 self._connected.set()
                 self._backoff.reset()
                 self.last_error = None
-                log.info("publisher connected to %s", safe_url(self.url))
-                await self._send_loop(channel, exchanges)
+                log.info("publisher connected to %s", safe_url(self.connected_url))
+                # what was sent but not confirmed stays pending: sent again after this
+                await _until_closed(self._send_loop(channel, exchanges), closed)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # broker gone, refused, timed out: retry
@@ -290,7 +359,7 @@ class Consumer(_Service):
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: Urls = DEFAULT_URL,
         *,
         queue: str | None = None,
         prefetch: int = 100,
@@ -299,6 +368,7 @@ class Consumer(_Service):
         backoff: Backoff | None = None,
     ):
         self.url = url
+        self.urls = split_urls(url)
         self.queue_name = queue
         self.prefetch = prefetch
         self.dead_letter_queue = dead_letter_queue
@@ -348,12 +418,9 @@ class Consumer(_Service):
 
     async def _run(self) -> None:
         while True:
-            closed = asyncio.get_running_loop().create_future()
             try:
-                self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
-                self._connection.close_callbacks.add(
-                    lambda *_, closed=closed: closed.done() or closed.set_result(None)
-                )
+                self._connection = await self._connect()
+                closed = _closed(self._connection)
                 self._channel = await self._connection.channel(publisher_confirms=True)
                 await self._channel.set_qos(prefetch_count=self.prefetch)
                 if self.queue_name:
@@ -367,9 +434,10 @@ class Consumer(_Service):
                 self._backoff.reset()
                 self.connections += 1
                 self._connected.set()
-                log.info("consumer connected to %s, queue %s", safe_url(self.url), self.queue)
+                url = safe_url(self.connected_url)
+                log.info("consumer connected to %s, queue %s", url, self.queue)
                 await closed
-                log.warning("consumer: connection to %s lost; reconnecting", safe_url(self.url))
+                log.warning("consumer: connection to %s lost; reconnecting", url)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -427,8 +495,10 @@ class Consumer(_Service):
         log.warning("event moved to %s: %s", self.dead_letter_queue, reason)
 
 
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
+def safe_url(url: Urls) -> str:
+    """The URL without its password, for messages (several: comma-separated)."""
+    if not isinstance(url, str) or _URL_SEPARATOR.search(url):
+        return ", ".join(safe_url(one) for one in split_urls(url))
     try:
         parsed = aio_pika.connection.make_url(url)
     except Exception:
@@ -455,7 +525,7 @@ class _LoopThread:
 class SyncPublisher:
     """``Publisher`` for synchronous code; one instance can be shared by many threads."""
 
-    def __init__(self, url: str = DEFAULT_URL, **options: Any):
+    def __init__(self, url: Urls = DEFAULT_URL, **options: Any):
         self._thread = _LoopThread("xivo-bus publisher")
         self._publisher = self._thread.run(_build(Publisher, url, options))
         self._thread.run(self._publisher.start())
@@ -484,7 +554,7 @@ class SyncPublisher:
 class SyncConsumer:
     """``Consumer`` for synchronous code: handlers run in the consumer's own thread."""
 
-    def __init__(self, url: str = DEFAULT_URL, **options: Any):
+    def __init__(self, url: Urls = DEFAULT_URL, **options: Any):
         self._thread = _LoopThread("xivo-bus consumer")
         self._consumer = self._thread.run(_build(Consumer, url, options))
 
@@ -510,7 +580,7 @@ class SyncConsumer:
         self.close()
 
 
-async def _build(cls, url: str, options: dict):
+async def _build(cls, url: Urls, options: dict):
     """Create an asyncio-bound object inside the loop that will run it."""
     return cls(url, **options)
 
@@ -523,4 +593,6 @@ __all__ = [
     "PublishTimeout",
     "SyncConsumer",
     "SyncPublisher",
+    "safe_url",
+    "split_urls",
 ]
