@@ -55,11 +55,14 @@ def start_broker(*args: str, env: dict | None = None, cti: bool = False) -> Brok
     a ``--data-dir``, the broker gets a fresh one of its own; no management API unless
     ``args`` ask for one (``--management 127.0.0.1:0``, its line read with
     ``read_line``). The call forms web service
-    starts only with ``cti=True`` (give ``--http 127.0.0.1:0`` with it)."""
+    starts only with ``cti=True`` (give ``--http 127.0.0.1:0`` with it; the CTI listener
+    gets a free port unless ``args`` name one)."""
     if "--data-dir" not in args and "--in-memory" not in args:
         args = (*args, "--data-dir", tempfile.mkdtemp(prefix="xivo-bus-test-"))
     if not cti:
         args = (*args, "--no-cti")
+    elif "--cti-listen" not in args:
+        args = (*args, "--cti-listen", "127.0.0.1:0")  # never XiVO's fixed 5003
     if "--prometheus" not in args and "--no-prometheus" not in args:
         args = (*args, "--prometheus", "127.0.0.1:0")
     if "--management" not in args:

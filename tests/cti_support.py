@@ -61,7 +61,9 @@ class CtiProcess:
 def start_cti(amqp_url: str, data_dir: Path, *extra: str) -> CtiProcess:
     proc = subprocess.Popen(
         [sys.executable, "-m", "xivo_bus", "cti", "--url", amqp_url, "--http", "127.0.0.1:0"]
-        + ["--data-dir", str(data_dir), *extra],
+        + ["--data-dir", str(data_dir)]
+        + ([] if "--cti-listen" in extra else ["--cti-listen", "127.0.0.1:0"])
+        + list(extra),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -146,19 +146,32 @@ def test_malformed_cti_messages_are_422_with_fields(alice, message, fields):
     assert response.json() == {"error": "invalid request", "fields": fields}
 
 
-def test_cti_form_values_must_be_strings_and_nothing_is_published(alice, consumer):
+def test_cti_form_values_keep_their_json_types(alice, consumer):
     message = {
         "class": "call_form_result",
         "commandid": 9,
-        "infos": {"variables": {"XIVOFORM_age": 42, "XIVOFORM_name": "Jo"}},
+        "infos": {"variables": {"XIVOFORM_age": 42, "XIVOFORM_vip": True, "XIVOFORM_n": "Jo"}},
+    }
+    assert alice.post("/api/cti", json=message).status_code == 201
+    assert consumer.next() == {
+        "name": "call_form_result",
+        "data": {"user_id": 40, "variables": {"age": 42, "vip": True, "n": "Jo"}},
+    }
+
+
+def test_cti_form_values_must_be_json_scalars_and_nothing_is_published(alice, consumer):
+    message = {
+        "class": "call_form_result",
+        "commandid": 9,
+        "infos": {"variables": {"XIVOFORM_age": {"years": 42}, "XIVOFORM_name": "Jo"}},
     }
     response = alice.post("/api/cti", json=message)
     assert response.status_code == 422
     assert response.json() == {
         "class": "call_form_result",
         "commandid": 9,
-        "error": "form variables must be strings",
-        "fields": {"infos.variables.XIVOFORM_age": "must be a string"},
+        "error": "form values must be strings, booleans or numbers",
+        "fields": {"infos.variables.XIVOFORM_age": "must be a string, a boolean or a number"},
     }
     sentinel = {"class": "call_form_result", "infos": {"variables": {"XIVOFORM_s": "1"}}}
     assert alice.post("/api/cti", json=sentinel).status_code == 201

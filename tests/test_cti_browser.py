@@ -2,20 +2,26 @@
 in, fills the call form and saves it; a consumer written like the spec's example receives
 exactly the spec's event; the live page shows it. Invalid input shows the errors and
 publishes nothing; with the broker away the agent is told the form is kept, and it is
-published once the broker is back.
+published once the broker is back. A form pushed on a call pops up on the agent's open
+page, pre-filled, while their desktop client gets it as a sheet.
 
 ``XIVO_BUS_SCREENSHOTS=docs/screenshots`` makes the tests write the README's screenshots.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import ChildLines, start_broker
+from cti_client import CtiClient, decode_sheet
 from cti_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -66,7 +72,9 @@ def bus(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("cti-browser")
     agent = add_agent(data_dir, "alice", 40)
     broker = start_broker("--http", "127.0.0.1:0", "--data-dir", str(data_dir), cti=True)
-    url = cti_line(ChildLines(broker.proc))
+    lines = ChildLines(broker.proc)
+    url = cti_line(lines)
+    broker.cti_port = int(lines.wait_for("xivo-bus: CTI clients on").rsplit(":", 1)[1])
     yield broker, url, agent
     assert broker.stop() == 0
 
@@ -245,3 +253,53 @@ def test_every_field_type_renders_and_submits(broker, tmp_path, context):
     finally:
         consumer.close()
         assert cti.stop() == 0
+
+
+def test_a_form_pushed_on_a_call_pops_up_pre_filled_and_saving_it_publishes(bus, context):
+    broker, url, agent = bus
+    page = context.new_page()
+    log_in(page, url, agent, "forms")
+    expect(page.get_by_role("heading", name="Call forms")).to_be_visible()
+    expect(page.locator("body")).to_have_attribute("data-sheets", "live")
+
+    # The agent's desktop client is logged in too (protocol 2.0: the password is checked
+    # against its hash), in a thread of its own.
+    ready = threading.Event()
+
+    async def desktop_client():
+        client = await CtiClient.connect("127.0.0.1", broker.cti_port)
+        try:
+            capas = await client.login(agent.login, agent.password, "2.0")
+            assert capas["userid"] == "40", capas
+            ready.set()
+            return decode_sheet(await client.expect(timeout=30, **{"class": "sheet"}))
+        finally:
+            await client.close()
+
+    consumer = SpecConsumer(broker.host, broker.port)
+    with ThreadPoolExecutor(1) as pool:
+        desktop = pool.submit(asyncio.run, desktop_client())
+        assert ready.wait(30) or desktop.result()
+        request = {
+            "user_id": 40,
+            "channel": "SIP/abc-00000042",
+            "variables": {"firstname": "John", "phone": "+33 1 23 45 67 89"},
+        }
+        push = httpx.post(url + "api/sheets", json=request, auth=(agent.login, agent.password))
+        assert push.status_code == 201 and push.json()["delivered"] == {"cti": 1, "web": 1}
+        sheet = desktop.result(timeout=30)
+    assert sheet.channel == "SIP/abc-00000042"
+    assert sheet.value("XIVOFORM_firstname") == "John"
+    try:
+        popup = page.get_by_role("dialog")
+        expect(popup.get_by_role("heading", name="Contact")).to_be_visible()
+        expect(popup).to_contain_text("SIP/abc-00000042")
+        expect(popup.get_by_label("First name")).to_have_value("John")
+        expect(popup.get_by_label("Phone")).to_have_value("+33 1 23 45 67 89")
+        popup.get_by_label("Last name").fill("Doe")
+        screenshot(page, "call-form-popup.png")
+        popup.get_by_role("button", name="Save").click()
+        expect(page.locator("#outcome")).to_contain_text("Sent to the bus.")
+        assert consumer.next() == expected(40, **contact("John", "Doe", "+33 1 23 45 67 89"))
+    finally:
+        consumer.close()

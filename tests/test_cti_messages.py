@@ -1,5 +1,5 @@
-"""XiVO's CTI call_form_result message: XIVOFORM_ variables kept with the prefix
-stripped, every other one dropped, user_id from the logged-in user."""
+"""XiVO's CTI call_form_result message: XIVOFORM_ variables kept under XiVO's name for
+them, values as sent, every other one dropped, user_id from the logged-in user."""
 
 from __future__ import annotations
 
@@ -26,22 +26,44 @@ def test_the_facts_example_gives_the_spec_event():
     )
 
 
-def test_only_the_xivoform_prefix_counts_and_is_stripped_once():
+def test_only_xivoform_names_count_and_keep_the_word_characters_after_the_prefix():
+    # XiVO matched XIVOFORM_([\w_]+) (ASCII): the name is the run of word characters.
     variables = {
         "XIVOFORM_firstname": "John",
         "XIVOFORM_XIVOFORM_twice": "kept once stripped",
+        "XIVOFORM_client-number": "cut at the dash",
+        "XIVOFORM_prénom": "cut at the é",
         "firstname": "not a form variable",
         "xivoform_lower": "case matters",
         "XIVO_FORM_x": "no",
         "OTHER_XIVOFORM_x": "prefix only",
         "buttonname": "save",
-        "XIVOFORM_": "empty name, as XiVO kept it",
+        "XIVOFORM_": "no name: dropped",
+        "XIVOFORM_-x": "no word character: dropped",
     }
     assert form_variables(variables) == {
         "firstname": "John",
         "XIVOFORM_twice": "kept once stripped",
-        "": "empty name, as XiVO kept it",
+        "client": "cut at the dash",
+        "pr": "cut at the é",
     }
+
+
+def test_values_keep_the_json_types_the_desktop_client_sent():
+    message = {
+        "class": "call_form_result",
+        "infos": {
+            "variables": {
+                "XIVOFORM_vip": True,
+                "XIVOFORM_age": 42,
+                "XIVOFORM_rate": 1.5,
+                "XIVOFORM_name": "Preston",
+                "label_1": "Name:",
+            }
+        },
+    }
+    event = call_form_result(message, 40)
+    assert event.variables == {"vip": True, "age": 42, "rate": 1.5, "name": "Preston"}
 
 
 def test_user_id_is_the_callers_never_the_messages():
@@ -64,6 +86,8 @@ def test_non_form_variables_are_dropped_even_when_not_strings():
 def test_no_variables_gives_an_empty_form():
     message = {"class": "call_form_result", "commandid": 1, "infos": {"buttonname": "save"}}
     assert call_form_result(message, 7).variables == {}
+    # XiVO published an empty form for a message without infos too.
+    assert call_form_result({"class": "call_form_result"}, 7).variables == {}
 
 
 @pytest.mark.parametrize(
@@ -71,14 +95,18 @@ def test_no_variables_gives_an_empty_form():
     [
         ([], {}),
         ({"class": "login_id", "infos": {}}, {"class": "must be 'call_form_result'"}),
-        ({"class": "call_form_result"}, {"infos": "must be an object"}),
+        ({"class": "call_form_result", "infos": "x"}, {"infos": "must be an object"}),
         (
             {"class": "call_form_result", "infos": {"variables": []}},
             {"infos.variables": "must be an object"},
         ),
         (
-            {"class": "call_form_result", "infos": {"variables": {"XIVOFORM_age": 42}}},
-            {"infos.variables.XIVOFORM_age": "must be a string"},
+            {"class": "call_form_result", "infos": {"variables": {"XIVOFORM_age": [42]}}},
+            {"infos.variables.XIVOFORM_age": "must be a string, a boolean or a number"},
+        ),
+        (
+            {"class": "call_form_result", "infos": {"variables": {"XIVOFORM_x": None}}},
+            {"infos.variables.XIVOFORM_x": "must be a string, a boolean or a number"},
         ),
     ],
 )

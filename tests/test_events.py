@@ -53,8 +53,16 @@ def test_unicode_survives():
             "data.user_id: field required",
         ),
         (
-            b'{"name": "call_form_result", "data": {"user_id": 1, "variables": {"a": 2}}}',
-            "data.variables.a: input should be a valid string",
+            b'{"name": "call_form_result", "data": {"user_id": 1, "variables": {"a": [2]}}}',
+            "data.variables.a: input should be a string, a boolean or a finite number",
+        ),
+        (
+            b'{"name": "call_form_result", "data": {"user_id": 1, "variables": {"a": null}}}',
+            "data.variables.a: input should be a string, a boolean or a finite number",
+        ),
+        (
+            b'{"name": "call_form_request", "data": {"form": "contact"}}',
+            "data: value error, give either user_id or queue",
         ),
         (
             b'{"name": "call_form_result", "data": {"user_id": 1, "variables": {}, "x": 1}}',
@@ -86,10 +94,48 @@ def test_json_schema_and_asyncapi_describe_call_form_result():
     assert schema["properties"]["name"] == {"const": "call_form_result"}
     data = schema["properties"]["data"]
     assert data["properties"]["user_id"]["type"] == "integer"
-    assert data["properties"]["variables"]["additionalProperties"]["type"] == "string"
+    # What XiVO's desktop client sends: strings, booleans, integers (and the web form
+    # strings only).
+    assert data["properties"]["variables"]["additionalProperties"] == {
+        "anyOf": [{"type": "string"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}]
+    }
     assert set(data["required"]) == {"user_id", "variables"}
     document = events.asyncapi()
     channel = document["channels"]["call_form_result"]
     assert channel["bindings"]["amqp"]["exchange"]["name"] == "xivo-cti"
     assert channel["bindings"]["amqp"]["exchange"]["type"] == "direct"
     assert channel["subscribe"]["message"]["payload"] == schema
+
+
+def test_form_values_keep_their_json_types():
+    body = (
+        b'{"name": "call_form_result", "data": {"user_id": 40, "variables": '
+        b'{"vip": true, "age": 42, "rate": 1.5, "name": "Jo"}}}'
+    )
+    event = events.decode(body)
+    assert event.variables == {"vip": True, "age": 42, "rate": 1.5, "name": "Jo"}
+    assert events.encode(event)[0] == body
+    with pytest.raises(events.EventError, match="finite number"):
+        events.CallFormResult.from_data({"user_id": 1, "variables": {"x": float("nan")}})
+
+
+def test_call_form_request_targets_a_user_or_a_queue():
+    event = events.decode(
+        b'{"name": "call_form_request", "data": {"user_id": 40, "variables": {"a": "b"}}}'
+    )
+    assert (event.user_id, event.queue, event.form, event.channel) == (40, None, None, None)
+    assert event.data == {"user_id": 40, "variables": {"a": "b"}}  # no nulls written
+    assert event.exchange == "xivo-cti" and event.routing_key == "call_form_request"
+    queue = events.make("call_form_request", {"queue": "sales", "channel": "SIP/a-1"})
+    assert queue.data == {"queue": "sales", "channel": "SIP/a-1", "variables": {}}
+    with pytest.raises(events.EventError, match="give either user_id or queue"):
+        events.make("call_form_request", {"user_id": 1, "queue": "sales"})
+    schema = events.json_schema(events.CallFormRequest)
+    assert set(schema["properties"]["data"]["properties"]) == {
+        "user_id",
+        "queue",
+        "form",
+        "channel",
+        "variables",
+    }
+    assert "call_form_request" in events.asyncapi()["channels"]

@@ -40,6 +40,8 @@ from xivo_bus.paths import default_data_dir
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_HTTP = "127.0.0.1:9527"  # the call forms' web service
+DEFAULT_CTI = "127.0.0.1:5003"  # XiVO desktop clients (CTI protocol)
+DEFAULT_CTI_TLS = "127.0.0.1:5013"  # the same over TLS from the first byte
 
 
 def _install_uvloop() -> None:
@@ -162,7 +164,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print("xivo-bus: call forms not started: no plain AMQP listener", file=sys.stderr)
     elif not args.no_cti:
         # The call forms publish to this broker over AMQP, as they would to any other.
-        cti = await _start_cti(_loopback_url(*plain[0]), args.http, Path(args.data_dir))
+        cti = await _start_cti(_loopback_url(*plain[0]), args)
     await stop.wait()
     print("xivo-bus: shutting down", flush=True)
     if metrics is not None:
@@ -215,9 +217,25 @@ def _loopback_url(host: str, port: int) -> str:
     return f"amqp://guest:guest@{format_address(host, port)}/%2F"
 
 
-async def _start_cti(url: str, http: str, data_dir: Path, required: bool = False):
-    """Start the call forms; print their URL. A failure is an error if ``required``,
-    else a warning (``serve`` keeps the broker running without them)."""
+def _cti_listeners(args: argparse.Namespace) -> list[tuple[str, int, object]]:
+    """The CTI listeners asked for, as (host, port, TLS context or None): --cti-listen,
+    and --cti-tls-listen (implied by --cti-certfile) with the CTI certificate, else the
+    broker's (``serve --ssl-certfile``)."""
+    listeners: list[tuple[str, int, object]] = [(*parse_address(args.cti_listen), None)]
+    tls_listen = args.cti_tls_listen or (DEFAULT_CTI_TLS if args.cti_certfile else None)
+    if tls_listen:
+        certfile = args.cti_certfile or getattr(args, "ssl_certfile", None)
+        keyfile = args.cti_keyfile if args.cti_certfile else getattr(args, "ssl_keyfile", None)
+        if not certfile:
+            raise ValueError("--cti-tls-listen needs --cti-certfile (or the broker's TLS files)")
+        listeners.append((*parse_address(tls_listen), tls_context(certfile, keyfile)))
+    return listeners
+
+
+async def _start_cti(url: str, args: argparse.Namespace, required: bool = False):
+    """Start the call forms and the CTI listeners; print where. A failure is an error if
+    ``required``, else a warning (``serve`` keeps the broker running without them)."""
+    http, data_dir = args.http, Path(args.data_dir)
     # The web stack takes a while to import: do it in a thread, so that the broker
     # already listening goes on answering meanwhile.
     server = await asyncio.get_running_loop().run_in_executor(
@@ -246,6 +264,16 @@ async def _start_cti(url: str, http: str, data_dir: Path, required: bool = False
             file=sys.stderr,
             flush=True,
         )
+    try:
+        for host, port, tls in _cti_listeners(args):
+            host, port = await cti.listen_cti(host, port, tls)
+            over = " over TLS" if tls is not None else ""
+            print(f"xivo-bus: CTI clients{over} on {format_address(host, port)}", flush=True)
+    except (ValueError, CtiStartError) as error:
+        if required:
+            await cti.close()
+            raise
+        print(f"xivo-bus: CTI clients not served: {error}", file=sys.stderr, flush=True)
     return cti
 
 
@@ -254,12 +282,46 @@ async def _cti(args: argparse.Namespace) -> int:
 
     stop = _stop_on_signals()
     try:
-        cti = await _start_cti(args.url, args.http, Path(args.data_dir), required=True)
+        cti = await _start_cti(args.url, args, required=True)
     except (ValueError, CtiStartError) as error:
         return _fail(str(error))
     await stop.wait()
     await cti.close()
     return 0
+
+
+def _add_cti_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cti-listen",
+        default=DEFAULT_CTI,
+        metavar="HOST:PORT",
+        help=f"where XiVO desktop clients connect, CTI protocol (default {DEFAULT_CTI}; "
+        "port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--cti-tls-listen",
+        metavar="HOST:PORT",
+        help="also accept them over TLS from the first byte, as XiVO's port 5013 "
+        f"(default {DEFAULT_CTI_TLS} when --cti-certfile is given)",
+    )
+    parser.add_argument("--cti-certfile", metavar="PEM", help="the CTI TLS certificate (chain)")
+    parser.add_argument("--cti-keyfile", metavar="PEM", help="its private key")
+
+
+def _cti_sheet(args: argparse.Namespace) -> int:
+    """``xivo-bus cti sheet``: publish a call_form_request, as ``publish`` would."""
+    variables = {}
+    for item in args.variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            return _fail(f"{item!r} is not NAME=VALUE")
+        variables[name] = value
+    data = {"user_id": args.user, "queue": args.queue, "form": args.form}
+    data.update(channel=args.channel, variables=variables)
+    args.event = "call_form_request"
+    args.data = json.dumps({key: value for key, value in data.items() if value is not None})
+    _install_uvloop()
+    return asyncio.run(_publish(args))
 
 
 def _users(args: argparse.Namespace) -> int:
@@ -269,7 +331,9 @@ def _users(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             for user in store.all():
-                print(f"{user.id}\t{user.login}\t{user.name}")
+                extra = "\tcti-client" if user.cti_password is not None else ""
+                extra += f"\tqueues={','.join(user.queues)}" if user.queues else ""
+                print(f"{user.id}\t{user.login}\t{user.name}{extra}")
             return 0
         if args.action == "remove":
             user = store.remove(args.login)
@@ -278,7 +342,18 @@ def _users(args: argparse.Namespace) -> int:
         password = _read_password(args.password_stdin)
         if password is None:
             return _fail("the passwords do not match")
-        user = store.add(args.login, password, user_id=args.id, name=args.name or "")
+        if args.action == "password":
+            user = store.set_password(args.login, password, cti_client=args.cti_client)
+            print(f"changed the password of {user.login} (id {user.id})")
+            return 0
+        user = store.add(
+            args.login,
+            password,
+            user_id=args.id,
+            name=args.name or "",
+            cti_client=args.cti_client,
+            queues=args.queue,
+        )
     except UserError as error:
         return _fail(str(error))
     print(f"added user {user.login} (id {user.id}) to {store.path}")
@@ -314,6 +389,9 @@ def _events(args: argparse.Namespace) -> int:
 
 def _schema_type(spec: dict) -> str:
     """A short reading of a JSON Schema type: ``integer``, ``object of string``."""
+    if "anyOf" in spec:  # optional fields are "X or null": null says nothing here
+        kinds = [_schema_type(item) for item in spec["anyOf"] if item.get("type") != "null"]
+        return " or ".join(kinds)
     kind = spec.get("type", "any")
     if kind == "object" and isinstance(spec.get("additionalProperties"), dict):
         return f"object of {_schema_type(spec['additionalProperties'])}"
@@ -492,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cti", action="store_true", help="do not start the call forms web service"
     )
     serve.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help=http_help)
+    _add_cti_arguments(serve)
     serve.add_argument(
         "--prometheus",
         default=DEFAULT_PROMETHEUS,
@@ -578,6 +657,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     cti.add_argument("--url", default=url_default, help=url_help)
     cti.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help=http_help)
+    _add_cti_arguments(cti)
+    cti_actions = cti.add_subparsers(dest="cti_action", metavar="{sheet}")
+    sheet = cti_actions.add_parser(
+        "sheet",
+        help="push a call form to a user's (or a queue's) desktop clients and web pages, "
+        "by publishing call_form_request on the bus",
+    )
+    target = sheet.add_mutually_exclusive_group(required=True)
+    target.add_argument("--user", type=int, metavar="ID", help="the user's id")
+    target.add_argument("--queue", metavar="NAME", help="every member of this queue")
+    sheet.add_argument("--form", metavar="ID", help="the form (default: the first one)")
+    sheet.add_argument("--channel", help="the call's channel (e.g. SIP/abc-00000001)")
+    sheet.add_argument(
+        "variables",
+        metavar="NAME=VALUE",
+        nargs="*",
+        help="the call's variables: each pre-fills the field of that name",
+    )
+    sheet.add_argument("--url", default=url_default, help=url_help)
+    sheet.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the broker's confirm"
+    )
 
     users = commands.add_parser("users", help="manage the users of the call forms")
     user_actions = users.add_subparsers(dest="action", required=True)
@@ -591,6 +692,31 @@ def main(argv: list[str] | None = None) -> int:
     add_user.add_argument("--name", help="display name (default: the login)")
     add_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add_user.add_argument(
+        "--cti-client",
+        action="store_true",
+        help="also keep the password in clear, so that XiVO desktop clients speaking CTI "
+        "protocol 1.2 can log in (see the README: who can read it then)",
+    )
+    add_user.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a queue the user answers (call forms pushed to it); repeat for more",
+    )
+    set_password = user_actions.add_parser(
+        "password", parents=[data_dir], help="change a user's password (asks for it)"
+    )
+    set_password.add_argument("login")
+    set_password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    set_password.add_argument(
+        "--cti-client",
+        action="store_true",
+        help="keep it in clear for CTI protocol 1.2 (without: any kept in clear is removed)",
     )
     user_actions.add_parser("list", parents=[data_dir], help="list users: id, login, name")
     remove_user = user_actions.add_parser("remove", parents=[data_dir], help="remove a user")
@@ -674,6 +800,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench(args)
     _install_uvloop()
+    if args.command == "cti" and args.cti_action == "sheet":
+        return _cti_sheet(args)
     runner = {"serve": _serve, "publish": _publish, "listen": _listen, "cti": _cti}[args.command]
     return asyncio.run(runner(args))
 

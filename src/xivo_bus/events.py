@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 CONTENT_TYPE = "application/json"
 CTI_EXCHANGE = "xivo-cti"
@@ -51,6 +61,12 @@ class Event(BaseModel):
         return cls.model_json_schema()
 
 
+# A form value as XiVO's desktop client sends it: text fields, dates and double spin
+# boxes as strings, check boxes and radio buttons as booleans, spin boxes as integers.
+# The web form sends strings only. Numbers must be finite (JSON has no NaN).
+FormValue = StrictStr | StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+
+
 class CallFormResult(Event):
     """Sent when a CTI client submits a custom call form."""
 
@@ -58,7 +74,46 @@ class CallFormResult(Event):
     description: ClassVar[str] = "A CTI client submitted a custom call form."
 
     user_id: StrictInt
-    variables: dict[StrictStr, StrictStr]
+    variables: dict[StrictStr, FormValue]
+
+
+class CallFormRequest(Event):
+    """Asks the CTI server to push a call form (XiVO's "sheet") to a user or to the
+    members of a queue, e.g. when a call reaches them."""
+
+    name: ClassVar[str] = "call_form_request"
+    description: ClassVar[str] = (
+        "Push a call form (a sheet) to the CTI clients and open web pages of a user, or "
+        "of the members of a queue: set user_id or queue."
+    )
+
+    user_id: StrictInt | None = Field(default=None, description="the user to show it to")
+    queue: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="or: every member of this queue"
+    )
+    form: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="the form's id (default: the first form)"
+    )
+    channel: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="the call's channel, e.g. SIP/abc-00000001: a later request for the "
+        "same channel replaces the form on the desktop client",
+    )
+    variables: dict[StrictStr, FormValue] = Field(
+        default_factory=dict,
+        description="the call's variables: each one pre-fills the field of that name and "
+        "replaces {name} in the form's texts",
+    )
+
+    @property
+    def data(self) -> Any:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CallFormRequest:
+        if (self.user_id is None) == (self.queue is None):
+            raise ValueError("give either user_id or queue")
+        return self
 
 
 class GenericEvent:
@@ -84,7 +139,7 @@ class GenericEvent:
         return f"GenericEvent(name={self.name!r}, data={self.data!r})"
 
 
-CATALOGUE: dict[str, type[Event]] = {cls.name: cls for cls in (CallFormResult,)}
+CATALOGUE: dict[str, type[Event]] = {cls.name: cls for cls in (CallFormResult, CallFormRequest)}
 
 AnyEvent = Event | GenericEvent
 
@@ -130,12 +185,23 @@ def decode(body: bytes | str) -> AnyEvent:
     return make(name, document.get("data"))
 
 
+# pydantic names each member of a union in the error's location; a form value's
+# members say one thing together.
+_FORM_VALUE_MEMBERS = {"str", "bool", "int", "float"}
+
+
 def _describe(event_name: str, error: ValidationError) -> str:
-    problems = []
+    problems: dict[str, str] = {}
     for item in error.errors():
-        where = ".".join(str(part) for part in ("data", *item["loc"]))
-        problems.append(f"{where}: {item['msg'].lower()}")
-    return f"invalid {event_name} event: " + "; ".join(problems)
+        loc = item["loc"]
+        message = item["msg"].lower()
+        if loc and loc[-1] in _FORM_VALUE_MEMBERS:
+            loc, message = loc[:-1], "input should be a string, a boolean or a finite number"
+        where = ".".join(str(part) for part in ("data", *loc))
+        problems.setdefault(where, message)
+    return f"invalid {event_name} event: " + "; ".join(
+        f"{where}: {message}" for where, message in problems.items()
+    )
 
 
 def json_schema(cls: type[Event]) -> dict:

@@ -1,5 +1,5 @@
 """The call forms' HTTP side: agent pages, the JSON API (with its OpenAPI document), the
-CTI message endpoint and the live bus page.
+CTI message endpoint, the live bus page, and call forms pushed to open pages (sheets).
 
 Every submission becomes a ``call_form_result`` whose ``user_id`` is the authenticated
 user's (session cookie for pages, session or HTTP Basic for the API), never a value the
@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,8 +35,11 @@ from xivo_bus import __version__, client, events
 from xivo_bus.cti import messages
 from xivo_bus.cti.forms import FormDef
 from xivo_bus.cti.outbox import OUTBOX_FILE, Outbox
+from xivo_bus.cti.sheets import Sheet, SheetError, SheetRouter
 from xivo_bus.cti.users import User, UserStore
 from xivo_bus.cti.watch import BusWatcher, WatchError
+
+log = logging.getLogger("xivo_bus.cti")
 
 SENT = "Sent to the bus."
 KEPT = (
@@ -57,8 +61,20 @@ class CtiState:
     confirm_wait: float = 2.0
     outbox: Outbox | None = None
     watcher: BusWatcher | None = None
+    sheets: SheetRouter | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     receipts: OrderedDict = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        if self.sheets is None:
+            self.sheets = SheetRouter(self.users, self.forms)
+
+    def on_call_form_request(self, event: events.CallFormRequest) -> None:
+        """A ``call_form_request`` from the bus: push the sheet it asks for."""
+        try:
+            self.sheets.push(event)
+        except SheetError as error:
+            log.warning("call_form_request ignored: %s", error)
 
     async def submit(self, event: events.CallFormResult) -> tuple[int, bool]:
         ident, confirmed = await self.outbox.submit(event, self.confirm_wait)
@@ -138,6 +154,19 @@ class CtiReply(SubmitResult):
     commandid: int | str | None = None
 
 
+class SheetDelivery(BaseModel):
+    cti: int = Field(description="desktop client (CTI) sessions that got it")
+    web: int = Field(description="open web pages that got it")
+
+
+class SheetPushed(BaseModel):
+    id: str
+    form: str
+    channel: str
+    user_ids: list[int] = Field(description="the users it was for")
+    delivered: SheetDelivery
+
+
 class Me(BaseModel):
     id: int
     login: str
@@ -161,6 +190,7 @@ def create_app(state: CtiState) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.outbox = Outbox(state.data_dir / OUTBOX_FILE, client.Publisher(state.url))
         state.watcher = BusWatcher(state.url)
+        state.watcher.consumer.subscribe(events.CallFormRequest.name, state.on_call_form_request)
         await state.outbox.start()
         await state.watcher.start()
         try:
@@ -197,6 +227,7 @@ def create_app(state: CtiState) -> FastAPI:
     _add_pages(app, state, templates)
     _add_api(app, state)
     _add_bus(app, state, templates)
+    _add_sheets(app, state, templates)
     return app
 
 
@@ -467,34 +498,110 @@ def _last_event_id(request: Request) -> int:
         return 0
 
 
+async def _live(state: CtiState, get, frame) -> AsyncIterator[str]:
+    """Server-sent events: ``frame(item)`` of each item ``get()`` gives (skipped when it
+    returns ""), a keep-alive comment after 15 s of quiet, until the service closes."""
+    closing = asyncio.ensure_future(state.closing.wait())
+    getter = None
+    try:
+        while not state.closing.is_set():
+            getter = getter or asyncio.ensure_future(get())
+            done, _ = await asyncio.wait(
+                {getter, closing}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                yield ": keep-alive\n\n"
+            if getter not in done:
+                continue
+            item, getter = getter.result(), None
+            text = frame(item)
+            if text:
+                yield text
+    finally:
+        closing.cancel()
+        if getter is not None:
+            getter.cancel()
+
+
 async def _stream(state: CtiState, wanted: set[str], after: int) -> AsyncIterator[str]:
     def frame(item: dict) -> str:
+        if item["id"] <= after or (wanted and item["name"] not in wanted):
+            return ""
         return f"id: {item['id']}\nevent: bus\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
-
-    def shown(item: dict) -> bool:
-        return item["id"] > after and (not wanted or item["name"] in wanted)
 
     with state.watcher.listen() as listener:
         yield "retry: 1000\n\n"
         for item in list(state.watcher.recent):
-            if shown(item):
-                yield frame(item)
-        closing = asyncio.ensure_future(state.closing.wait())
-        getter = None
+            if text := frame(item):
+                yield text
+        async for text in _live(state, listener.get, frame):
+            yield text
+
+
+# --- call forms pushed on a call (sheets) ----------------------------------------------
+
+
+def _add_sheets(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> None:
+    @app.post(
+        "/api/sheets",
+        response_model=SheetPushed,
+        status_code=201,
+        responses=ERRORS,
+        tags=["sheets"],
+    )
+    async def push_sheet(request: Request, body: events.CallFormRequest) -> dict:
+        """Push a call form to every session of a user (or of a queue's members): their
+        XiVO desktop clients get it as a `sheet`, their open pages as a pop-up, pre-filled
+        from `variables`. Saving it publishes `call_form_result`. The same as publishing
+        a `call_form_request` event on the bus, but answered with who got it."""
+        api_user(request)
         try:
-            while not state.closing.is_set():
-                getter = getter or asyncio.ensure_future(listener.get())
-                done, _ = await asyncio.wait(
-                    {getter, closing}, timeout=15, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    yield ": keep-alive\n\n"
-                if getter not in done:
-                    continue
-                item, getter = getter.result(), None
-                if shown(item):
-                    yield frame(item)
-        finally:
-            closing.cancel()
-            if getter is not None:
-                getter.cancel()
+            delivery = state.sheets.push(body)
+        except SheetError as error:
+            raise ApiError(404, str(error), known=sorted(state.forms)) from None
+        sheet = delivery.sheet
+        return {
+            "id": sheet.id,
+            "form": sheet.form.id,
+            "channel": sheet.channel,
+            "user_ids": sorted(sheet.user_ids),
+            "delivered": {"cti": delivery.cti, "web": delivery.web},
+        }
+
+    @app.get(
+        "/sheets/events",
+        tags=["sheets"],
+        responses={200: {"content": {"text/event-stream": {}}}, 401: ERRORS[401]},
+    )
+    async def sheet_events(request: Request) -> StreamingResponse:
+        """Server-sent events: a `ready` event once listening, then a `sheet` event
+        (`{"id", "form", "title", "channel", "variables"}`) for each call form pushed to
+        the authenticated user."""
+        user = api_user(request)
+        return StreamingResponse(
+            _sheet_stream(state, user.id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/sheets/{sheet_id}", include_in_schema=False)
+    async def sheet_fragment(request: Request, sheet_id: str):
+        user = session_user(request, state)
+        sheet = None if user is None else state.sheets.for_user(sheet_id, user.id)
+        if sheet is None:
+            return HTMLResponse("", status_code=404)
+        return templates.TemplateResponse(
+            request, "sheet.html", {"sheet": sheet, "form": sheet.form, "values": sheet.values()}
+        )
+
+
+async def _sheet_stream(state: CtiState, user_id: int) -> AsyncIterator[str]:
+    def frame(sheet: Sheet) -> str:
+        data = json.dumps(sheet.web_event(), ensure_ascii=False)
+        return f"id: {sheet.id}\nevent: sheet\ndata: {data}\n\n"
+
+    with state.sheets.web_page(user_id) as page:
+        # Registered before "ready": a sheet pushed after the page saw it reaches it.
+        yield "retry: 1000\nevent: ready\ndata: {}\n\n"
+        async for text in _live(state, page.get, frame):
+            yield text

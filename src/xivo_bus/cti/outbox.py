@@ -32,6 +32,9 @@ class Outbox:
         self.publisher = publisher
         self.attempt_timeout = attempt_timeout
         self._db = sqlite3.connect(path, isolation_level=None)
+        # WAL: one sync per submission instead of several, durable all the same; the
+        # submissions are written on the event loop, beside the CTI sessions.
+        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS pending ("
             " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, data TEXT NOT NULL,"

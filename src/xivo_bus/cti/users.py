@@ -8,6 +8,13 @@ A JSON file ``users.json`` in the data directory::
 Passwords are stored as stdlib ``hashlib.scrypt`` hashes (salted, memory-hard); the file
 is written atomically and readable by its owner only. The store re-reads the file when it
 changes on disk, so ``xivo-bus users add`` takes effect in a running service.
+
+A user added with ``--cti-client`` also has ``"cti_password"``: the password itself, in
+clear, because XiVO's CTI protocol 1.2 proves the password with
+``sha1(sessionid + ":" + password)``, which only a server that knows the password can
+check (XiVO kept its CTI passwords in clear too). Anyone who can read the file has those
+passwords. Users without it log in with protocol 2.x or the web page, against the hash.
+``"queues"`` lists the queues a user answers, for call forms pushed to a queue.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 USERS_FILE = "users.json"
 LOGIN_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 # scrypt cost: n=2**14, r=8, p=1 takes ~16 MiB and tens of milliseconds, as OWASP suggests.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -39,9 +47,21 @@ class User:
     login: str
     name: str
     password: str  # the hash, never the password
+    cti_password: str | None = None  # the password in clear: CTI protocol 1.2 users only
+    queues: tuple[str, ...] = ()
 
     def public(self) -> dict:
         return {"id": self.id, "login": self.login, "name": self.name}
+
+    def saved(self) -> dict:
+        """The user as the file keeps it (optional keys only when set)."""
+        entry = {"id": self.id, "login": self.login, "name": self.name}
+        entry["password"] = self.password
+        if self.cti_password is not None:
+            entry["cti_password"] = self.cti_password
+        if self.queues:
+            entry["queues"] = list(self.queues)
+        return entry
 
 
 def hash_password(password: str) -> str:
@@ -99,8 +119,22 @@ class UserStore:
             return None
         return user if verify_password(password, user.password) else None
 
-    def add(self, login: str, password: str, *, user_id: int | None = None, name: str = "") -> User:
-        """Add a user; ``user_id`` defaults to one more than the highest id so far."""
+    def members(self, queue: str) -> list[User]:
+        """The users who answer ``queue``."""
+        return [user for user in self.all() if queue in user.queues]
+
+    def add(
+        self,
+        login: str,
+        password: str,
+        *,
+        user_id: int | None = None,
+        name: str = "",
+        cti_client: bool = False,
+        queues: tuple[str, ...] | list[str] = (),
+    ) -> User:
+        """Add a user; ``user_id`` defaults to one more than the highest id so far. With
+        ``cti_client`` the password is also kept in clear, for CTI protocol 1.2 logins."""
         users = {user.login: user for user in self.all()}
         if not LOGIN_PATTERN.fullmatch(login):
             raise UserError(
@@ -117,7 +151,36 @@ class UserStore:
         taken = next((user for user in users.values() if user.id == user_id), None)
         if taken is not None:
             raise UserError(f"user id {user_id} already belongs to {taken.login!r}")
-        user = User(user_id, login, name or login, hash_password(password))
+        for queue in queues:
+            if not QUEUE_PATTERN.fullmatch(queue):
+                raise UserError(
+                    f"queue {queue!r}: use 1 to 64 letters, digits or the characters _ . @ -"
+                )
+        user = User(
+            user_id,
+            login,
+            name or login,
+            hash_password(password),
+            password if cti_client else None,
+            tuple(dict.fromkeys(queues)),
+        )
+        users[login] = user
+        self._write(users.values())
+        return user
+
+    def set_password(self, login: str, password: str, *, cti_client: bool = False) -> User:
+        """Change a user's password; with ``cti_client`` it is also kept in clear for CTI
+        protocol 1.2, without it any password kept in clear is removed."""
+        users = {user.login: user for user in self.all()}
+        if login not in users:
+            raise UserError(f"no user {login!r} in {self.path}")
+        if not password:
+            raise UserError("the password must not be empty")
+        user = replace(
+            users[login],
+            password=hash_password(password),
+            cti_password=password if cti_client else None,
+        )
         users[login] = user
         self._write(users.values())
         return user
@@ -141,16 +204,27 @@ class UserStore:
             return
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-            users = [User(**entry) for entry in document["users"]]
+            users = [_user(entry) for entry in document["users"]]
         except (ValueError, KeyError, TypeError) as error:
             raise UserError(f"{self.path}: not a users file: {error}") from None
         self._users = {user.login: user for user in users}
         self._stamp = stamp
 
     def _write(self, users) -> None:
-        document = {"users": [asdict(user) for user in sorted(users, key=lambda u: u.id)]}
+        document = {"users": [user.saved() for user in sorted(users, key=lambda u: u.id)]}
         write_private(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         self._stamp = None
+
+
+def _user(entry: dict) -> User:
+    user = User(**entry)
+    if not isinstance(user.id, int) or isinstance(user.id, bool):
+        raise TypeError(f"user {user.login!r}: id must be an integer")
+    if user.cti_password is not None and not isinstance(user.cti_password, str):
+        raise TypeError(f"user {user.login!r}: cti_password must be a string")
+    if not isinstance(user.queues, list | tuple):
+        raise TypeError(f"user {user.login!r}: queues must be a list")
+    return replace(user, queues=tuple(str(queue) for queue in user.queues))
 
 
 def write_private(path: Path, text: str) -> None:
