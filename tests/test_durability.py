@@ -122,6 +122,37 @@ def test_unacked_before_stop_come_back_redelivered(tmp_path, name):
     broker.stop()
 
 
+def test_after_a_crash_every_message_comes_back_flagged(tmp_path, name):
+    """Deliveries do not wait for the disk, so after a crash any stored message may have
+    gone out: all come back flagged redelivered (AMQP's "may have been delivered"); a
+    clean stop leaves the mark that says otherwise."""
+    broker = start_broker("--data-dir", str(tmp_path))
+    connection = connect(broker)
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(name, durable=True)
+    for i in range(4):
+        channel.basic_publish("", name, str(i).encode(), PERSISTENT)
+    method, _, body = channel.basic_get(name)  # 0 delivered, not acked
+    assert body == b"0" and not method.redelivered
+    broker.proc.kill()  # SIGKILL: no clean stop
+    broker.proc.wait(10)
+    assert not (tmp_path / "clean-stop").exists()
+    broker = start_broker("--data-dir", str(tmp_path))
+    connection = connect(broker)
+    got = get_all(connection.channel(), name)
+    assert [(body, redelivered) for body, redelivered, _ in got] == [
+        (b"0", True),
+        (b"1", True),
+        (b"2", True),
+        (b"3", True),
+    ]
+    connection.close()
+    assert broker.stop() == 0
+    mark = tmp_path / "clean-stop"
+    assert mark.exists() and (mark.stat().st_mode & 0o777) == 0o600
+
+
 def test_sigkill_loses_nothing_confirmed(tmp_path):
     """The crash test: 3 SIGKILL cycles under load (benchmarks/crash_soak runs 50)."""
     summary = crash_cycles(start_broker, str(tmp_path), cycles=3, seed=7)

@@ -58,6 +58,18 @@ def keys(value, prefix: str = "") -> set[str]:
     return found
 
 
+def ours_item(value, names: tuple[str, ...]):
+    """In a list (or a page of one), the scenario's own object when it is there: others
+    on the shared RabbitMQ node may be too new to have their statistics yet (RabbitMQ
+    lists those with fewer keys)."""
+    items = value.get("items") if isinstance(value, dict) and "items" in value else value
+    if isinstance(items, list):
+        mine = [item for item in items if isinstance(item, dict) and item.get("name") in names]
+        if mine:
+            return {**value, "items": mine} if items is not value else mine
+    return value
+
+
 class Side:
     """One broker: its AMQP port, its API, a pika connection making the traffic."""
 
@@ -114,6 +126,10 @@ def scenario(sides):
         while "ack" not in side.api.get(path).json().get("message_stats", {}):
             assert time.monotonic() < deadline, f"no message_stats on {side.api.base_url}"
             side.amqp.process_data_events(0.2)
+        # a node just started lists its HTTP contexts a little later
+        while not side.api.get("/api/overview").json().get("contexts"):
+            assert time.monotonic() < deadline, f"no contexts on {side.api.base_url}"
+            side.amqp.process_data_events(0.2)
     yield names
     for side in sides:
         side.api.delete(f"/api/queues/%2F/{q(names['queue'])}")
@@ -152,7 +168,7 @@ OBJECT_PATHS = [
     "/api/aliveness-test/%2F",
     "/api/health/checks/alarms",
     "/api/health/checks/virtual-hosts",
-    "/api/queues?page=1&page_size=2&sort=name",
+    "/api/queues?page=1&page_size=2&sort=name&name={queue}",
 ]
 
 
@@ -161,7 +177,11 @@ def test_same_keys_and_status(sides, scenario, template):
     path = template.format(queue=q(scenario["queue"]), exchange=q(scenario["exchange"]))
     ours, theirs = both(sides, "GET", path)
     assert ours.status_code == theirs.status_code == 200
-    ours_keys, their_keys = keys(ours.json()), keys(theirs.json())
+    names = (scenario["queue"], scenario["exchange"])
+    ours_keys, their_keys = (
+        keys(ours_item(ours.json(), names)),
+        keys(ours_item(theirs.json(), names)),
+    )
     assert their_keys - ours_keys == set(), "keys RabbitMQ has and we lack"
     assert ours_keys - their_keys == set(), "keys we have and RabbitMQ lacks"
 

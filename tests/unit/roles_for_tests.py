@@ -70,7 +70,7 @@ class RecordingChannel:
     def can_send(self) -> bool:
         return len(self.delivered) < self.room
 
-    def deliver(self, consumer, entry: Entry, delivery, write: int) -> None:
+    def deliver(self, consumer, entry: Entry, delivery) -> None:
         self.delivered.append((consumer.tag, entry.message.body, entry.redelivered, delivery))
 
     def cancel_by_broker(self, consumer) -> None:

@@ -96,10 +96,10 @@ class ConsumerChannel(Protocol):
     def can_send(self) -> bool:
         """Room for one more no-ack delivery (output only)."""
 
-    def deliver(self, consumer: Subscription, entry: Entry, delivery: Any, write: int) -> None:
+    def deliver(self, consumer: Subscription, entry: Entry, delivery: Any) -> None:
         """Send ``entry`` to ``consumer``. ``delivery`` is the queue's record of an
-        unacked delivery (None for no-ack), handed back to the queue when settled;
-        ``write`` is the store write that must be on disk before it goes out (0: none)."""
+        unacked delivery (None for no-ack), handed back to the queue when settled. It
+        goes out at once: nothing about a delivery waits for the disk."""
 
     def cancel_by_broker(self, consumer: Subscription) -> None:
         """The queue went away: tell the client (basic.cancel) if it understands it."""

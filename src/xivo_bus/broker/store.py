@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import shutil
 import sqlite3
@@ -30,6 +31,16 @@ from pamqp import decode, encode
 log = logging.getLogger("xivo_bus.broker.store")
 
 FILENAME = "broker.sqlite"
+CLEAN_MARK = "clean-stop"  # left by a stop that wrote everything; taken away at start
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a file's creation or removal in ``directory`` survive a power loss."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 BATCH_LIMIT = 5000  # writes per transaction at most
 
 SCHEMA = """
@@ -96,6 +107,10 @@ class Recovered:
     # a new store (or one from before users were kept): the broker makes the default
     # vhost and user, as RabbitMQ does on its first start
     fresh: bool = False
+    # the last run stopped cleanly: what it delivered is on disk. After a crash a message
+    # may have gone out before its delivery was written, so every message comes back
+    # flagged redelivered ("may have been delivered", which AMQP allows)
+    clean: bool = True
 
 
 @dataclass
@@ -339,6 +354,7 @@ class Store:
         except OSError as error:
             raise StoreError(f"cannot open {self.path}: {error}") from None
         recovered.fresh = fresh
+        recovered.clean = self._was_stopped_cleanly() and not recovered.skipped
         last_id = self._connection.execute("SELECT max(id) FROM messages").fetchone()[0]
         self._next_message_id = (last_id or 0) + 1
         log.info(
@@ -351,6 +367,16 @@ class Store:
             time.monotonic() - started,
         )
         return recovered
+
+    def _was_stopped_cleanly(self) -> bool:
+        """Whether the last run left its clean-stop mark; the mark is taken away (and the
+        directory synced) before this run delivers anything."""
+        marker = self.directory / CLEAN_MARK
+        clean = marker.exists() or self._created_users_table  # a new store: nothing to flag
+        if marker.exists():
+            marker.unlink()
+            _sync_directory(self.directory)
+        return clean
 
     def entries(self) -> Iterator[tuple]:
         """The stored messages, queue by queue in order: (vhost, queue, seq, expires_at,
@@ -512,7 +538,8 @@ class Store:
         self._thread.start()
 
     def close(self) -> None:
-        """Write what is pending, then stop the writer."""
+        """Write what is pending, then stop the writer; with everything on disk, leave the
+        clean-stop mark for the next start."""
         if self._thread is not None:
             self._ops.put(None)
             self._thread.join()
@@ -520,6 +547,9 @@ class Store:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+            if self.committed >= self._seq and self.failed is None:
+                os.close(os.open(self.directory / CLEAN_MARK, os.O_CREAT | os.O_WRONLY, 0o600))
+                _sync_directory(self.directory)
 
     @property
     def last_write(self) -> int:

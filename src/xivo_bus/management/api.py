@@ -661,7 +661,7 @@ class ManagementApi:
             taken = queue.get(False)
             if taken is None:
                 break
-            entry, delivery, _write = taken
+            entry, delivery = taken
             deliveries.append(delivery)
             got.append(_got(entry, queue.message_count, body["encoding"], truncate))
         if deliveries:

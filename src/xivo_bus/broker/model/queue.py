@@ -298,28 +298,33 @@ class Queue:
     # -- handing out and settling -----------------------------------------------------
 
     def _hand_out(self, consumer: Consumer, entry: Entry) -> None:
-        """Give a ready entry to a consumer: noted in the store when it must be (so that
-        a crash cannot hide that it was delivered), kept as unacked unless no-ack."""
-        write = 0
+        """Give a ready entry to a consumer, at once (not waiting for the disk); kept as
+        unacked unless no-ack."""
         stats = self.stats
         if entry.redelivered:
             stats.redeliver += 1
-        elif entry.stored:
-            write = self.host.store.delivered(self.host.name, self.name, entry.seq)
         if consumer.no_ack:
             stats.deliver_no_ack += 1
             self.discard(entry)
             delivery = None
         else:
             stats.deliver += 1
+            self._mark_delivered(entry)
             delivery = Delivery(entry, self, consumer)
             consumer.unacked += 1
             self.unacked += 1
-        consumer.channel.deliver(consumer, entry, delivery, write)
+        consumer.channel.deliver(consumer, entry, delivery)
 
-    def get(self, no_ack: bool) -> tuple[Entry, Delivery | None, int] | None:
-        """basic.get: the next ready entry, its unacked record (None with no-ack) and the
-        store write that must be on disk before it goes out; None when empty."""
+    def _mark_delivered(self, entry: Entry) -> None:
+        """Note in the store that a stored entry went out, so that after a clean restart
+        it comes back flagged redelivered. Nothing waits for this write: after a crash
+        every message comes back flagged (``store.Recovered.clean``)."""
+        if entry.stored and not entry.redelivered:
+            self.host.store.delivered(self.host.name, self.name, entry.seq)
+
+    def get(self, no_ack: bool) -> tuple[Entry, Delivery | None] | None:
+        """basic.get: the next ready entry and its unacked record (None with no-ack);
+        None when empty."""
         if self._lease_timer is not None:
             self.used()
         if self._expiring:
@@ -330,18 +335,16 @@ class Queue:
             entry = self.ready.popleft() if self.ready else None
         if entry is None:
             return None
-        write = 0
         if entry.redelivered:
             self.stats.redeliver += 1
-        elif entry.stored:
-            write = self.host.store.delivered(self.host.name, self.name, entry.seq)
         if no_ack:
             self.stats.get_no_ack += 1
             self.discard(entry)
-            return entry, None, write
+            return entry, None
         self.stats.get += 1
+        self._mark_delivered(entry)
         self.unacked += 1
-        return entry, Delivery(entry, self, None), write
+        return entry, Delivery(entry, self, None)
 
     def _settle(self, deliveries: Iterable[Delivery]) -> None:
         for delivery in deliveries:

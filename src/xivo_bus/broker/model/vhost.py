@@ -39,6 +39,9 @@ XIVO_CTI = "xivo-cti"
 DEFAULT_VHOST = "/"
 
 
+EVERY_SEQ = 1 << 62  # beyond any entry's seq
+
+
 class VHost:
     def __init__(
         self,
@@ -338,7 +341,8 @@ class VHost:
                 None,
                 stored.auto_delete,
                 stored.arguments,
-                stored.delivered_upto,
+                # after a crash, any message may have been delivered: all come back flagged
+                stored.delivered_upto if recovered.clean else EVERY_SEQ,
             )
         for vhost, exchange_name, kind, name, routing_key, arguments in recovered.bindings:
             exchange = self.exchanges.get(exchange_name)

@@ -135,7 +135,7 @@ class Channel:
             return False
         return self.output.has_room() and not self.closing
 
-    def deliver(self, consumer: Consumer, entry: Entry, delivery: Delivery | None, write: int):
+    def deliver(self, consumer: Consumer, entry: Entry, delivery: Delivery | None):
         tag = self.unacked.add(delivery)
         stats = self.stats
         if delivery is None:
@@ -144,11 +144,8 @@ class Channel:
             stats.deliver += 1
         if entry.redelivered:
             stats.redeliver += 1
-        output = self.output
-        # The delivery goes out only once the store knows it was delivered.
-        output.hold_delivery_until(write)
         message = entry.message
-        output.write_content(
+        self.output.write_content(
             self.number,
             frames.deliver_payload(
                 consumer.tag_ss,
@@ -476,7 +473,7 @@ class Channel:
             queue.stats.get_empty += 1
             self.reply(commands.Basic.GetEmpty())
             return
-        entry, delivery, write = got
+        entry, delivery = got
         if delivery is None:
             stats.get_no_ack += 1
         else:
@@ -484,7 +481,6 @@ class Channel:
         if entry.redelivered:
             stats.redeliver += 1
         tag = self.unacked.add(delivery)
-        self.output.hold_delivery_until(write)
         message = entry.message
         get_ok = frames.build(
             commands.Basic.GetOk,

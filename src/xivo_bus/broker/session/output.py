@@ -1,8 +1,8 @@
 """A connection's output and flow control: what it writes, when, and when it reads.
 
 Replies and deliveries are buffered and written once per loop iteration. What depends on
-a store write (a confirm, a delivery whose "delivered" mark must survive a crash) waits
-until that write is on disk: the whole output is held behind it, so that order is kept.
+a store write (a publisher's confirm) waits until that write is on disk: the whole output
+is held behind it, so that order is kept. Deliveries never wait for the disk.
 Reading stops for one of a set of reasons (the disk is behind, a resource alarm,
 shutdown) and goes on when none is left. Deliveries stop while the output is over its
 limit or the socket's buffer is full, and resume once it drains.
@@ -49,7 +49,6 @@ class Output:
         self._writing_paused = False  # the socket's buffer is full
         self._full = False  # deliveries were stopped: resume them once drained
         self._barrier = 0  # store write that must be on disk before more output
-        self._delivery_barrier = 0  # the same, for delivery marks
         self._unread: set[str] = set()  # why reading is paused
         self.last_send = loop.time()
 
@@ -99,13 +98,6 @@ class Output:
         if write > self._barrier:
             self._barrier = write
 
-    def hold_delivery_until(self, write: int) -> None:
-        """Send nothing more until store write ``write`` (a delivery mark) is on disk,
-        unless the store is failing: consumers then go on (as under RabbitMQ's disk
-        alarm), at the risk of a crash re-delivering without the flag."""
-        if write > self._delivery_barrier:
-            self._delivery_barrier = write
-
     def flush(self, force: bool = False) -> None:
         """Write what is buffered, unless it waits for the disk (``force``: regardless,
         when closing)."""
@@ -114,10 +106,7 @@ class Output:
         if (
             not force
             and durability is not None
-            and (
-                self._barrier > durability.committed
-                or (self._delivery_barrier > durability.committed and durability.failed is None)
-            )
+            and self._barrier > durability.committed
         ):
             durability.notify(self)  # the output waits for the disk
             return
