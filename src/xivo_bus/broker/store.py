@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 
 from pamqp import decode, encode
 
+from xivo_bus.paths import private_database, private_dir
+
 log = logging.getLogger("xivo_bus.broker.store")
 
 FILENAME = "broker.sqlite"
@@ -338,7 +340,7 @@ class Store:
         """Create or read the database; raises ``StoreError`` when the directory is
         unusable. A damaged database is salvaged, never fatal."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
         except OSError as error:
             raise StoreError(f"cannot create data directory {self.directory}: {error}") from None
         started = time.monotonic()
@@ -390,12 +392,9 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         try:
+            private_database(self.path)  # messages and password hashes: owner only
             connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
-            for suffix in ("", "-wal", "-shm"):  # it holds password hashes: owner only
-                path = Path(f"{self.path}{suffix}")
-                if path.exists():
-                    path.chmod(0o600)
             connection.execute("PRAGMA synchronous=FULL")
             self._created_users_table = not connection.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'"

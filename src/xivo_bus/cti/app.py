@@ -4,7 +4,7 @@ CTI message endpoint, the live bus page, and call forms pushed to open pages (sh
 Every submission becomes a ``call_form_result`` whose ``user_id`` is the authenticated
 user's (session cookie for pages, session or HTTP Basic for the API), never a value the
 client sent. It is kept in the outbox first, so an unreachable broker delays it but does
-not lose it.
+not lose it. Sessions, CSRF tokens and the same-origin check are in ``sessions``.
 """
 
 from __future__ import annotations
@@ -20,21 +20,35 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jinja2
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.sessions import SessionMiddleware
 
 from xivo_bus import __version__, client, events
 from xivo_bus.cti import messages
 from xivo_bus.cti.forms import FormDef
 from xivo_bus.cti.outbox import OUTBOX_FILE, Outbox
+from xivo_bus.cti.sessions import (
+    COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    LOGIN_COOKIE,
+    SAFE_METHODS,
+    SESSIONS_FILE,
+    Session,
+    SessionStore,
+    clear_cookie,
+    cross_origin,
+    is_https,
+    new_login_binding,
+    set_cookie,
+)
 from xivo_bus.cti.sheets import Sheet, SheetError, SheetRouter
 from xivo_bus.cti.users import User, UserStore
 from xivo_bus.cti.watch import BusWatcher, WatchError
@@ -60,6 +74,7 @@ class CtiState:
     secret: str
     confirm_wait: float = 2.0
     outbox: Outbox | None = None
+    sessions: SessionStore | None = None
     watcher: BusWatcher | None = None
     sheets: SheetRouter | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
@@ -178,6 +193,15 @@ class ApiError(Exception):
         self.status, self.error, self.fields, self.extra = status, error, fields or {}, extra
 
 
+class Refused(Exception):
+    """A state-changing request refused (403): from another site, or without its CSRF
+    token; ``back`` is the page to reload."""
+
+    def __init__(self, reason: str, back: str = "/forms"):
+        super().__init__(reason)
+        self.reason, self.back = reason, back
+
+
 ERRORS = {
     401: {"model": ApiErrorBody, "description": "not logged in; use HTTP Basic"},
     404: {"model": ApiErrorBody, "description": "no such form"},
@@ -188,6 +212,7 @@ ERRORS = {
 def create_app(state: CtiState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.sessions = SessionStore(state.data_dir / SESSIONS_FILE, state.secret, state.users)
         state.outbox = Outbox(state.data_dir / OUTBOX_FILE, client.Publisher(state.url))
         state.watcher = BusWatcher(state.url)
         state.watcher.consumer.subscribe(events.CallFormRequest.name, state.on_call_form_request)
@@ -199,6 +224,7 @@ def create_app(state: CtiState) -> FastAPI:
             state.closing.set()
             await state.watcher.close()
             await state.outbox.close()
+            state.sessions.close()
 
     app = FastAPI(
         title="xivo-bus call forms",
@@ -206,14 +232,16 @@ def create_app(state: CtiState) -> FastAPI:
         description="Submit call forms and XiVO CTI `call_form_result` messages; each one "
         "is published on the bus as a `call_form_result` event whose `user_id` is the "
         "authenticated user's. Authenticate with HTTP Basic (the users file) or the "
-        "session cookie of the web pages.",
+        "session cookie of the web pages; with the cookie, a POST also needs the page's "
+        "CSRF token in the `X-CSRF-Token` header. A POST whose `Origin` (or `Referer`) "
+        "is another site is refused (403).",
         lifespan=lifespan,
+        dependencies=[Depends(same_origin)],
         openapi_url="/api/openapi.json",
         docs_url=None,  # Swagger UI would load its assets from a CDN
         redoc_url=None,
     )
     app.state.cti = state
-    app.add_middleware(SessionMiddleware, secret_key=state.secret, session_cookie="xivo_bus")
     package = Path(__file__).parent
     app.mount("/static", StaticFiles(directory=package / "static"), name="static")
     templates = Jinja2Templates(
@@ -222,8 +250,11 @@ def create_app(state: CtiState) -> FastAPI:
             autoescape=jinja2.select_autoescape(),
         )
     )
+    # The CSRF token of the page's session, for its forms ("" before login).
+    templates.env.globals["csrf_token"] = lambda request: _csrf_token(request, state)
+    templates.env.globals["csrf_field"] = CSRF_FIELD
 
-    _install_error_handlers(app)
+    _install_error_handlers(app, templates)
     _add_pages(app, state, templates)
     _add_api(app, state)
     _add_bus(app, state, templates)
@@ -231,7 +262,16 @@ def create_app(state: CtiState) -> FastAPI:
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+    @app.exception_handler(Refused)
+    async def refused(request: Request, error: Refused):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": error.reason, "fields": {}}, status_code=403)
+        state: CtiState = request.app.state.cti
+        context = {"user": session_user(request, state), "reason": error.reason}
+        context["back"] = error.back
+        return templates.TemplateResponse(request, "refused.html", context, status_code=403)
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         body = {**error.extra, "error": error.error, "fields": error.fields}
@@ -250,9 +290,42 @@ def _install_error_handlers(app: FastAPI) -> None:
 # --- authentication --------------------------------------------------------------------
 
 
+def same_origin(request: Request) -> None:
+    """Every route's first check: a state-changing request from another origin (its
+    ``Origin``, else its ``Referer``) is refused before anything else happens."""
+    if request.method not in SAFE_METHODS:
+        reason = cross_origin(request)
+        if reason is not None:
+            log.warning("refused %s %s: %s", request.method, request.url.path, reason)
+            raise Refused(reason)
+
+
+def current_session(request: Request, state: CtiState) -> Session | None:
+    """The live session of the request's cookie (looked up once per request)."""
+    session = getattr(request.state, "session", False)
+    if session is False:
+        session = state.sessions.get(request.cookies.get(COOKIE))
+        request.state.session = session
+    return session
+
+
 def session_user(request: Request, state: CtiState) -> User | None:
-    login = request.session.get("login")
-    return state.users.get(login) if isinstance(login, str) else None
+    session = current_session(request, state)
+    return None if session is None else session.user
+
+
+def _csrf_token(request: Request, state: CtiState) -> str:
+    session = current_session(request, state)
+    return "" if session is None else state.sessions.csrf_token(session.id)
+
+
+def check_csrf(state: CtiState, session: Session, token: object, back: str) -> None:
+    if not state.sessions.csrf_valid(session.id, token):
+        raise Refused(
+            "the security token of the form is missing or out of date (the form must "
+            "come from a page of this session).",
+            back,
+        )
 
 
 def api_user(request: Request) -> User:
@@ -269,10 +342,15 @@ def api_user(request: Request) -> User:
         if user is None:
             raise ApiError(401, "unknown login or wrong password")
         return user
-    user = session_user(request, state)
-    if user is None:
+    session = current_session(request, state)
+    if session is None:
         raise ApiError(401, "authentication required: HTTP Basic or a logged-in session")
-    return user
+    if request.method not in SAFE_METHODS and not state.sessions.csrf_valid(
+        session.id, request.headers.get(CSRF_HEADER)
+    ):
+        # The browser sends the cookie whoever made the page: the token says it was ours.
+        raise Refused(f"a request with the session cookie needs the {CSRF_HEADER} header")
+    return session.user
 
 
 def _event_body(event: events.CallFormResult) -> dict:
@@ -303,27 +381,56 @@ def _add_pages(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> Non
     async def home() -> RedirectResponse:
         return RedirectResponse("/forms", status_code=303)
 
+    def login_form(request: Request, status: int = 200, **context) -> HTMLResponse:
+        """The login page; its token is bound to the login cookie (made if missing)."""
+        binding = request.cookies.get(LOGIN_COOKIE)
+        fresh = not binding
+        if fresh:
+            binding = new_login_binding()
+        token = state.sessions.csrf_token(binding)
+        response = render(request, "login.html", status, login_csrf=token, **context)
+        if fresh:
+            set_cookie(response, LOGIN_COOKIE, binding, secure=is_https(request))
+        return response
+
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request, next: str = "/forms"):
-        return render(request, "login.html", next=_safe_next(next), error=None, login="")
+        return login_form(request, next=_safe_next(next), error=None, login="")
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request):
         form = await request.form()
         login, password = str(form.get("login", "")), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "")))
+        if not state.sessions.csrf_valid(request.cookies.get(LOGIN_COOKIE), form.get(CSRF_FIELD)):
+            raise Refused(
+                "the security token of the login form is missing or out of date (the "
+                "login page must come from this service, with cookies allowed).",
+                f"/login?next={quote(target)}",
+            )
         user = await asyncio.to_thread(state.users.authenticate, login.strip(), password)
         if user is None:
             error = "Unknown login or wrong password."
-            return render(request, "login.html", 401, next=target, error=error, login=login)
-        request.session.clear()
-        request.session["login"] = user.login
-        return RedirectResponse(target, status_code=303)
+            return login_form(request, 401, next=target, error=error, login=login)
+        old = request.cookies.get(COOKIE)
+        if old:
+            state.sessions.end(old)
+        session = state.sessions.create(user)
+        response = RedirectResponse(target, status_code=303)
+        max_age = int(state.sessions.lifetime)
+        set_cookie(response, COOKIE, session.id, secure=is_https(request), max_age=max_age)
+        return response
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> RedirectResponse:
-        request.session.clear()
-        return RedirectResponse("/login", status_code=303)
+        session = current_session(request, state)
+        if session is not None:
+            form = await request.form()
+            check_csrf(state, session, form.get(CSRF_FIELD), "/forms")
+            state.sessions.end(session.id)  # a copy of the cookie ends with it
+        response = RedirectResponse("/login", status_code=303)
+        clear_cookie(response, COOKIE, secure=is_https(request))
+        return response
 
     @app.get("/forms", include_in_schema=False)
     async def form_list(request: Request):
@@ -333,12 +440,13 @@ def _add_pages(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> Non
 
     @app.get("/forms/{form_id}", include_in_schema=False)
     async def form_page(request: Request, form_id: str):
-        if session_user(request, state) is None:
+        session = current_session(request, state)
+        if session is None:
             return login_redirect(request)
         form = state.forms.get(form_id)
         if form is None:
             return render(request, "missing.html", 404, form_id=form_id)
-        flash = request.session.pop("flash", None)
+        flash = state.sessions.pop_flash(session)
         receipt = None
         if flash and flash.get("id") in state.receipts:
             receipt = state.receipts[flash["id"]][1]
@@ -348,13 +456,15 @@ def _add_pages(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> Non
 
     @app.post("/forms/{form_id}", include_in_schema=False)
     async def form_submit(request: Request, form_id: str):
-        user = session_user(request, state)
-        if user is None:
+        session = current_session(request, state)
+        if session is None:
             return login_redirect(request)
+        user = session.user
+        posted = await request.form()
+        check_csrf(state, session, posted.get(CSRF_FIELD), f"/forms/{form_id}")
         form = state.forms.get(form_id)
         if form is None:
             return render(request, "missing.html", 404, form_id=form_id)
-        posted = await request.form()
         # Only the form's own fields: a user_id or anything else posted is ignored.
         submitted = {field.name: posted.get(field.name) for field in form.fields}
         variables, errors = form.validate_submission(submitted)
@@ -365,7 +475,7 @@ def _add_pages(app: FastAPI, state: CtiState, templates: Jinja2Templates) -> Non
         ident, confirmed = await state.submit(
             events.CallFormResult(user_id=user.id, variables=variables)
         )
-        request.session["flash"] = {"id": ident, "sent": confirmed}
+        state.sessions.set_flash(session, {"id": ident, "sent": confirmed})
         return RedirectResponse(f"/forms/{form_id}", status_code=303)
 
 

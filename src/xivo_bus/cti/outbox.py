@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 from xivo_bus import client, events
+from xivo_bus.paths import private_database
 
 log = logging.getLogger("xivo_bus.cti")
 
@@ -31,6 +32,7 @@ class Outbox:
     def __init__(self, path: Path, publisher: client.Publisher, *, attempt_timeout: float = 5.0):
         self.publisher = publisher
         self.attempt_timeout = attempt_timeout
+        private_database(path)  # what agents wrote: owner only, from the start
         self._db = sqlite3.connect(path, isolation_level=None)
         # WAL: one sync per submission instead of several, durable all the same; the
         # submissions are written on the event loop, beside the CTI sessions.

@@ -14,6 +14,7 @@ from xivo_bus.cti.forms import load_forms
 from xivo_bus.cti.listener import CtiListener, ServerState
 from xivo_bus.cti.users import UserStore, session_secret
 from xivo_bus.http_server import EmbeddedHttpServer
+from xivo_bus.paths import private_dir
 
 log = logging.getLogger("xivo_bus.cti")
 
@@ -56,7 +57,7 @@ class CtiServer:
     async def start(self) -> str:
         """Load the files, bind, serve; the page's URL. ``CtiStartError`` on failure."""
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
             forms, self.forms_source = load_forms(self.data_dir)
             users = UserStore(self.data_dir)
             users.all()  # a broken users file is an error now, not at first login

@@ -20,6 +20,7 @@ passwords. Users without it log in with protocol 2.x or the web page, against th
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +29,8 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from xivo_bus.paths import private_dir
 
 USERS_FILE = "users.json"
 LOGIN_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -102,7 +105,7 @@ class UserStore:
     def __init__(self, data_dir: Path):
         self.path = Path(data_dir) / USERS_FILE
         self._users: dict[str, User] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
 
     def all(self) -> list[User]:
         self._refresh()
@@ -199,7 +202,9 @@ class UserStore:
         except FileNotFoundError:
             self._users, self._stamp = {}, None
             return
-        stamp = (stat.st_mtime_ns, stat.st_size)
+        # A new password is a file of the same size (written aside, then renamed over
+        # this one): its inode and change time tell it apart too, not only its mtime.
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         if stamp == self._stamp:
             return
         try:
@@ -229,16 +234,19 @@ def _user(entry: dict) -> User:
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically to ``path``, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()  # left by a crash, maybe with another mode: never reused
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(text)
     os.replace(temporary, path)
 
 
 def session_secret(data_dir: Path) -> str:
-    """The key that signs session cookies, made once and kept in ``data_dir/secret``."""
+    """The key of the pages' CSRF tokens and session fingerprints (see ``sessions``),
+    made once and kept in ``data_dir/secret``."""
     path = Path(data_dir) / "secret"
     try:
         return path.read_text(encoding="ascii").strip()
