@@ -1,6 +1,10 @@
 """Exchange types on their own: what each routes a message to."""
 
+import time
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xivo_bus.amqp import errors
 from xivo_bus.broker.model.exchanges import (
@@ -128,3 +132,47 @@ def test_unknown_exchange_type_is_503(name, adjective):
         exchange_class(name)
     assert raised.value.reply_code == errors.COMMAND_INVALID
     assert raised.value.text == f"{adjective} exchange type '{name}'"
+
+
+def _topic_matches(pattern: list[str], words: list[str]) -> bool:
+    """The reference: '*' is one word, '#' zero or more (dynamic programming)."""
+    reach = {0}
+    for token in pattern:
+        if token == "#":
+            reach = set(range(min(reach), len(words) + 1)) if reach else set()
+        else:
+            reach = {i + 1 for i in reach if i < len(words) and token in ("*", words[i])}
+    return len(words) in reach
+
+
+topic_words = st.sampled_from(["a", "b", "*", "#"])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(st.lists(topic_words, max_size=6), min_size=1, max_size=4),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=8),
+)
+def test_topic_matching_agrees_with_the_reference(patterns, words):
+    exchange = TopicExchange("t")
+    for number, pattern in enumerate(patterns):
+        exchange.bind(f"q{number}", ".".join(pattern), {})
+    key = ".".join(words)
+    expected = {
+        f"q{number}"
+        for number, pattern in enumerate(patterns)
+        if _topic_matches([w for w in ".".join(pattern).split(".") if ".".join(pattern)], words)
+    }
+    assert routes(exchange, key) == expected
+
+
+def test_many_hashes_cannot_hold_the_broker():
+    """A binding key of many '#' and a long routing key: matched in polynomial time (it
+    took hours, blocking every client, before each '#' position was matched once)."""
+    exchange = TopicExchange("t")
+    exchange.bind("q", ".".join(["#"] * 60), {})
+    exchange.bind("r", ".".join(["#", "*"] * 30), {})
+    started = time.monotonic()
+    assert routes(exchange, ".".join(["a"] * 120)) == {"q", "r"}
+    assert routes(exchange, ".".join(["a"] * 29)) == {"q"}
+    assert time.monotonic() - started < 10

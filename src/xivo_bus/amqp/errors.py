@@ -65,9 +65,14 @@ class AMQPError(Exception):
     @property
     def reply_text(self) -> str:
         """The text as RabbitMQ words it; past the 255 bytes a short string holds, cut to
-        252 bytes and "..." as RabbitMQ does."""
+        252 bytes and "..." as RabbitMQ does. A name that was not UTF-8 (kept as
+        surrogates) shows with replacement characters."""
         text = f"{REPLY_NAMES[self.reply_code]} - {self.text}"
-        raw = text.encode("utf-8")
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raw = text.encode("utf-8")
         if len(raw) <= 255:
             return text
         return raw[:252].decode("utf-8", "ignore") + "..."

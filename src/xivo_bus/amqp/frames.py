@@ -5,9 +5,12 @@ assembled content, heartbeat); it raises ``errors.ConnectionError`` for anything
 breaks the framing rules, with RabbitMQ's reply code and text. The ``*_frame`` functions
 turn methods and content back into bytes. No sockets, no asyncio, no broker state.
 
-Method arguments are decoded and encoded by pamqp's catalogue; only the hot
-``basic.publish``, ``basic.deliver`` and ``basic.ack`` have hand-written codecs, tested
-byte for byte against pamqp.
+Methods are pamqp's classes; their arguments are read here as RabbitMQ reads them
+(``decode_method``: every field whole, nothing left over, field tables by
+``xivo_bus.amqp.fields``) and written by pamqp's encoders. The hot ``basic.publish``,
+``basic.deliver`` and ``basic.ack`` have hand-written codecs, tested byte for byte
+against pamqp. A content header's property list is checked when it comes in
+(``properties.well_formed``): what RabbitMQ could not read is a framing error.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 
 from pamqp import base, commands, encode
 
-from xivo_bus.amqp import errors
+from xivo_bus.amqp import errors, fields
+from xivo_bus.amqp import properties as content_properties
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -64,6 +68,7 @@ class ProtocolHeader:
 class MethodFrame:
     channel: int
     method: base.Frame
+    payload: bytes = b""  # the method's octets as received (for error texts)
 
 
 @dataclass(slots=True)
@@ -109,6 +114,21 @@ class _PartialContent:
         self.chunks: list[bytes] = []
         self.received = 0
         self.refused = False  # too large: its body frames are counted, not kept
+
+
+class ClosedReader:
+    """What reads a client after a framing error: nothing (what it sends is dropped),
+    until its socket is closed."""
+
+    receiving_content = False
+    frame_max = FRAME_MIN_SIZE
+    max_body_size = 0
+
+    def feed(self, data: bytes) -> None:
+        pass
+
+    def next_event(self) -> None:
+        return None
 
 
 def method_ids(method: base.Frame) -> tuple[int, int]:
@@ -219,8 +239,10 @@ class FrameReader:
                 return None
             body = bytes(buffer[body_at + FRAME_HEADER_SIZE : body_end])
             next_offset = body_end + 1
-        method = _cached_publish(bytes(buffer[start:end]))
         properties = bytes(buffer[header_at + FRAME_HEADER_SIZE + 12 : header_end])
+        if not content_properties.well_formed(properties):
+            return None  # refused the frame-by-frame way
+        method = _cached_publish(bytes(buffer[start:end]))
         self._offset = next_offset
         return ContentFrame(channel, method, properties, body)
 
@@ -257,7 +279,7 @@ class FrameReader:
             if method.index == BASIC_PUBLISH:
                 self._partial[channel] = _PartialContent(method)
                 return None
-            return MethodFrame(channel, method)
+            return MethodFrame(channel, method, payload)
         if frame_type == FRAME_HEADER:
             if partial is None:
                 raise errors.ConnectionError(
@@ -285,6 +307,7 @@ class FrameReader:
             if self.max_body_size and body_size > self.max_body_size:
                 partial.refused = True
                 return OversizedContent(channel, partial.method, body_size)
+            content_properties.check(partial.properties)
             if body_size == 0:
                 del self._partial[channel]
                 return ContentFrame(channel, partial.method, partial.properties, b"")
@@ -383,14 +406,88 @@ def decode_method(payload: bytes) -> base.Frame:
             class_id,
             method_id,
         )
-    method = cls()
+    method = cls.__new__(cls)  # no pamqp validation: every field is set below
     try:
-        method.unmarshal(payload[4:])
-    except UnicodeDecodeError as error:
-        raise _malformed_utf8() from error
-    except Exception as error:  # pamqp raises many kinds on malformed arguments
+        malformed_utf8 = _unmarshal(method, _fields_of(cls), payload)
+    except (IndexError, ValueError, struct.error) as error:
         raise _cannot_decode(payload) from error
+    if malformed_utf8:
+        raise _malformed_utf8()
     return method
+
+
+_SCHEMAS: dict[type, tuple[tuple[str, str], ...]] = {}
+_short = struct.Struct(">H")
+_long = struct.Struct(">I")
+_longlong = struct.Struct(">Q")
+
+
+def _fields_of(cls: type[base.Frame]) -> tuple[tuple[str, str], ...]:
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        schema = _SCHEMAS[cls] = tuple((name, cls.amqp_type(name)) for name in cls.__slots__)
+    return schema
+
+
+def _unmarshal(method: base.Frame, schema: tuple[tuple[str, str], ...], payload: bytes) -> bool:
+    """Set each field of ``method`` from the arguments in ``payload`` (after its index),
+    read as RabbitMQ reads them: every field whole, nothing left over (``ValueError``,
+    ``IndexError`` or ``struct.error`` otherwise); integers unsigned; a long string
+    that is not UTF-8 as bytes; tables as ``fields.decode_table`` reads them. Returns
+    whether a short string was not UTF-8 (refused once the whole method has been read)."""
+    offset = 4
+    end = len(payload)
+    bits = bit = 0
+    malformed_utf8 = False
+    for name, kind in schema:
+        if kind == "bit":
+            if bit == 0 or bit == 8:
+                bits = payload[offset]
+                offset += 1
+                bit = 0
+            value: object = bool(bits >> bit & 1)
+            bit += 1
+        else:
+            bit = 0
+            if kind == "shortstr":
+                stop = offset + 1 + payload[offset]
+                raw = payload[offset + 1 : stop]
+                try:
+                    value = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    value = raw.decode("utf-8", "replace")
+                    malformed_utf8 = True
+            elif kind == "longstr":
+                stop = offset + 4 + _long.unpack_from(payload, offset)[0]
+                raw = payload[offset + 4 : stop]
+                try:
+                    value = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    value = raw
+            elif kind == "table":
+                stop = offset + 4 + _long.unpack_from(payload, offset)[0]
+                if stop > end:
+                    raise ValueError(f"{name} runs past the frame")
+                value = fields.decode_table(payload, offset + 4, stop)
+            elif kind == "octet":
+                stop = offset + 1
+                value = payload[offset]
+            elif kind == "short":
+                stop = offset + 2
+                value = _short.unpack_from(payload, offset)[0]
+            elif kind == "long":
+                stop = offset + 4
+                value = _long.unpack_from(payload, offset)[0]
+            else:  # longlong (timestamps never come in a method)
+                stop = offset + 8
+                value = _longlong.unpack_from(payload, offset)[0]
+            if stop > end:
+                raise ValueError(f"{name} runs past the frame")
+            offset = stop
+        setattr(method, name, value)
+    if offset != end:
+        raise ValueError("octets left over")
+    return malformed_utf8
 
 
 def _malformed_utf8() -> errors.ConnectionError:

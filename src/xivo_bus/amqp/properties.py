@@ -1,27 +1,145 @@
 """Content properties (the 14 basic properties), decoded only when the broker needs one.
 
 The broker keeps the raw property bytes a publisher sent and forwards them untouched, so
-every property and header table reaches consumers exactly as published.
+every property and header table reaches consumers exactly as published. They are checked
+once, when published (``check``): a property list RabbitMQ could not read never gets in.
+
+As in RabbitMQ, the two lowest flag bits (the continuation flag, never used by AMQP
+0-9-1, and a reserved bit) are ignored, and property strings need not be UTF-8.
 """
 
 from __future__ import annotations
 
+import struct
+
 from pamqp import commands, header
 
-from xivo_bus.amqp import errors
+from xivo_bus.amqp import errors, fields
+
+
+def well_formed(raw: bytes) -> bool:
+    """Whether a property list is exactly the properties its flags announce,
+    well-formed down to the last header: what RabbitMQ can read."""
+    if raw in _checked:
+        return True
+    if not _well_formed(raw):
+        return False
+    if len(_checked) >= _CHECKED_SIZE:
+        _checked.clear()
+    _checked[raw] = None
+    return True
+
+
+def check(raw: bytes) -> None:
+    """Refuse (501, as a framing error) a property list that is not ``well_formed``."""
+    if not well_formed(raw):
+        raise cannot_decode()
+
+
+# Publishers repeat the same properties: each distinct list is checked once.
+_CHECKED_SIZE = 1024
+_checked: dict[bytes, None] = {b"\0\0": None}
+
+
+def cannot_decode() -> errors.ConnectionError:
+    return errors.ConnectionError(
+        errors.FRAME_ERROR, "cannot decode content header properties", 60, 40
+    )
+
+
+def _well_formed(raw: bytes) -> bool:
+    size = len(raw)
+    if size < 2:
+        return False
+    offset = 2
+    flags = (raw[0] << 8) | (raw[1] & 0xFC)  # the two lowest bits are ignored
+    kinds = _PRESENT.get(flags) or _present(flags)
+    for kind in kinds:
+        if offset >= size:
+            return False
+        if kind == "s":
+            offset += 1 + raw[offset]
+        elif kind == "t":
+            start = offset + 4
+            offset = start + _long.unpack_from(raw, offset)[0] if start <= size else size + 1
+            if offset > size or not fields.table_ok(raw, start, offset):
+                return False
+        else:
+            offset += kind
+    return offset == size
+
+
+_PRESENT: dict[int, tuple] = {}  # at most 2**14 flag words
+
+
+def _present(flags: int) -> tuple:
+    """The kinds (see ``_LAYOUT``) of the properties ``flags`` announce, in order."""
+    kinds = _PRESENT.get(flags)
+    if kinds is None:
+        kinds = _PRESENT[flags] = tuple(kind for flag, kind in _LAYOUT if flags & flag)
+    return kinds
 
 
 def decode(raw: bytes) -> commands.Basic.Properties:
-    """Decode raw property flags and list into pamqp's ``Basic.Properties``."""
+    """Decode raw property flags and list into pamqp's ``Basic.Properties``. What pamqp
+    cannot read but RabbitMQ accepts (strings that are not UTF-8, timestamps past the
+    year 9999) is read leniently: such strings with replacement characters, such
+    timestamps as integers."""
     properties = commands.Basic.Properties()
-    try:
-        offset, flags = header.ContentHeader._get_flags(raw)
-        properties.unmarshal(flags, raw[offset:])
-    except Exception as error:  # malformed property list
-        raise errors.ConnectionError(
-            errors.FRAME_ERROR, "cannot decode content header properties", 60, 40
-        ) from error
+    if len(raw) >= 2 and not raw[1] & 1:
+        try:
+            offset, flags = header.ContentHeader._get_flags(raw)
+            properties.unmarshal(flags, raw[offset:])
+            return properties
+        except Exception:  # noqa: S110 - read again below, as RabbitMQ reads it
+            pass
+    return _decode_leniently(raw)
+
+
+def _decode_leniently(raw: bytes) -> commands.Basic.Properties:
+    if not _well_formed(raw):
+        raise cannot_decode()
+    properties = commands.Basic.Properties()
+    flags = (raw[0] << 8) | raw[1]
+    offset = 2
+    for (flag, kind), name in zip(_LAYOUT, _NAMES, strict=True):
+        if not flags & flag:
+            continue
+        if kind == "s":
+            end = offset + 1 + raw[offset]
+            value = raw[offset + 1 : end].decode("utf-8", "replace")
+        elif kind == "t":
+            end = offset + 4 + _long.unpack_from(raw, offset)[0]
+            value = fields.decode_table(raw, offset + 4, end)
+        elif kind == 1:
+            end = offset + 1
+            value = raw[offset]
+        else:
+            end = offset + 8
+            value = fields.timestamp(_longlong.unpack_from(raw, offset)[0])
+        setattr(properties, name, value)
+        offset = end
     return properties
+
+
+_long = struct.Struct(">I")
+_longlong = struct.Struct(">Q")
+_NAMES = (
+    "content_type",
+    "content_encoding",
+    "headers",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "message_type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
 
 
 def encode(properties: commands.Basic.Properties) -> bytes:
@@ -47,8 +165,6 @@ def delivery_mode(raw: bytes) -> int | None:
         return None
     flags = raw[0]
     offset = 2
-    if raw[1] & 1:  # continuation flag words (never used in 0-9-1): decode the slow way
-        return decode(raw).delivery_mode
     try:
         if flags & (_CONTENT_TYPE_FLAG >> 8):
             offset += 1 + raw[offset]
@@ -58,9 +174,7 @@ def delivery_mode(raw: bytes) -> int | None:
             offset += 4 + int.from_bytes(raw[offset : offset + 4], "big")
         return raw[offset]
     except IndexError:
-        raise errors.ConnectionError(
-            errors.FRAME_ERROR, "cannot decode content header properties", 60, 40
-        ) from None
+        raise cannot_decode() from None
 
 
 def has_user_id(raw: bytes) -> bool:
@@ -97,10 +211,7 @@ def has_expiration(raw: bytes) -> bool:
 def _fields(raw: bytes) -> dict[int, bytes]:
     """Each property present, by flag, as its encoded bytes."""
     flags = int.from_bytes(raw[:2], "big")
-    if flags & 1:
-        raw = encode(decode(raw))  # continuation flag words: normalised by pamqp
-        flags = int.from_bytes(raw[:2], "big")
-    fields = {}
+    found = {}
     offset = 2
     for flag, kind in _LAYOUT:
         if not flags & flag:
@@ -111,9 +222,9 @@ def _fields(raw: bytes) -> dict[int, bytes]:
             size = 4 + int.from_bytes(raw[offset : offset + 4], "big")
         else:
             size = kind
-        fields[flag] = raw[offset : offset + size]
+        found[flag] = raw[offset : offset + size]
         offset += size
-    return fields
+    return found
 
 
 def raw_headers(raw: bytes) -> bytes:
@@ -125,15 +236,15 @@ def replace(raw: bytes, headers: bytes | None = None, expiration: bool = True) -
     """The raw properties with the headers table replaced by ``headers`` (encoded, with
     its length) and, with ``expiration=False``, without the expiration property; every
     other property keeps its bytes."""
-    fields = _fields(raw)
+    found = _fields(raw)
     if headers is not None:
-        fields[_HEADERS_FLAG] = headers
+        found[_HEADERS_FLAG] = headers
     if not expiration:
-        fields.pop(_EXPIRATION_FLAG, None)
+        found.pop(_EXPIRATION_FLAG, None)
     flags = 0
     out = []
     for flag, _kind in _LAYOUT:
-        if flag in fields:
+        if flag in found:
             flags |= flag
-            out.append(fields[flag])
+            out.append(found[flag])
     return flags.to_bytes(2, "big") + b"".join(out)

@@ -91,7 +91,10 @@ class Alarms:
                     connection.set_blocked(after)
                 except Exception:  # a bug in one connection must not keep the alarm up
                     log.exception("connection %s: cannot tell it about the alarm", connection)
-                    connection.close(541, "INTERNAL_ERROR - internal error")
+                    try:
+                        connection.close(541, "INTERNAL_ERROR - internal error")
+                    except Exception:
+                        log.exception("connection %s: cannot close it", connection)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.memory_limit:
@@ -103,12 +106,15 @@ class Alarms:
             self._timer = None
 
     def _check_memory(self, loop: asyncio.AbstractEventLoop) -> None:
-        used = resident_memory()
-        if used > self.memory_limit and _malloc_trim is not None:
-            _malloc_trim(0)
+        try:
             used = resident_memory()
-        if used > self.memory_limit:
-            self.set("memory", f"low on memory: {used} bytes used, limit {self.memory_limit}")
-        else:
-            self.set("memory", None)
+            if used > self.memory_limit and _malloc_trim is not None:
+                _malloc_trim(0)
+                used = resident_memory()
+            if used > self.memory_limit:
+                self.set("memory", f"low on memory: {used} bytes used, limit {self.memory_limit}")
+            else:
+                self.set("memory", None)
+        except Exception:  # a bug of ours, or /proc unreadable: the next check still comes
+            log.exception("memory alarm: check failed")
         self._timer = loop.call_later(MEMORY_CHECK_INTERVAL, self._check_memory, loop)

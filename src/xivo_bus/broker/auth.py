@@ -5,10 +5,8 @@ from loopback, as in RabbitMQ."""
 from __future__ import annotations
 
 import ipaddress
-import struct
 
-from pamqp import decode
-
+from xivo_bus.amqp import fields
 from xivo_bus.broker.users import User, Users
 
 MECHANISMS = ("PLAIN", "AMQPLAIN")
@@ -73,7 +71,7 @@ def parse_response(mechanism: str, response: bytes) -> tuple[str, str]:
             return username.decode(), password.decode()
         if mechanism == "AMQPLAIN":
             # A field table without its length prefix.
-            _, table = decode.field_table(struct.pack(">I", len(response)) + response)
+            table = fields.decode_table(response, 0, len(response))
             username, password = table["LOGIN"], table["PASSWORD"]
             if isinstance(username, bytes):
                 username = username.decode()

@@ -14,10 +14,13 @@ channel is closed at most one check interval late, never early.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 from xivo_bus.broker.model import wording
 from xivo_bus.broker.roles import ChannelSource, TimedChannel
+
+log = logging.getLogger("xivo_bus.broker")
 
 DEFAULT_CONSUMER_TIMEOUT = 1_800_000  # ms, as RabbitMQ
 # How often channels are checked: a tenth of the timeout, within these bounds (seconds).
@@ -47,22 +50,38 @@ class ConsumerTimeout:
             self._timer = None
 
     def _check(self) -> None:
+        try:
+            self._check_channels()
+        except Exception:  # a bug of ours: the next check still comes
+            log.exception("consumer timeout: check failed")
+        self._timer = self._loop.call_later(self.interval, self._check)
+
+    def _check_channels(self) -> None:
         now = self._loop.time()
-        limit = self.timeout / 1000
         notes: dict[TimedChannel, deque[tuple[float, int]]] = {}
         for channel in self.channels():
-            tags = channel.unacked_tags()
-            if tags is None or channel.closing:
+            try:
+                seen = self._check_one(channel, now)
+            except Exception:  # a bug of ours in one channel: its connection only closes
+                channel.internal_error()
                 continue
-            oldest, latest = tags
-            seen = self._notes.get(channel) or deque()
-            if not seen or seen[-1][1] != latest:
-                seen.append((now, latest))
-            while seen[0][1] < oldest:
-                seen.popleft()
-            if now - seen[0][0] >= limit:
-                channel.fail(wording.consumer_timed_out(channel.number, self.timeout))
-                continue
-            notes[channel] = seen
+            if seen is not None:
+                notes[channel] = seen
         self._notes = notes
-        self._timer = self._loop.call_later(self.interval, self._check)
+
+    def _check_one(self, channel: TimedChannel, now: float) -> deque[tuple[float, int]] | None:
+        """The notes kept on one channel, or None when there is nothing to watch (or it
+        was closed for its overdue acknowledgement)."""
+        tags = channel.unacked_tags()
+        if tags is None or channel.closing:
+            return None
+        oldest, latest = tags
+        seen = self._notes.get(channel) or deque()
+        if not seen or seen[-1][1] != latest:
+            seen.append((now, latest))
+        while seen[0][1] < oldest:
+            seen.popleft()
+        if now - seen[0][0] >= self.timeout / 1000:
+            channel.fail(wording.consumer_timed_out(channel.number, self.timeout))
+            return None
+        return seen

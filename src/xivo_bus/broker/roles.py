@@ -156,5 +156,9 @@ class TimedChannel(Protocol):
     def fail(self, error: ChannelError) -> None:
         """Close the channel with ``error``."""
 
+    def internal_error(self) -> None:
+        """A bug of ours while watching it (called from the ``except`` block): logged,
+        and its connection closed with 541 INTERNAL_ERROR."""
+
 
 ChannelSource = Callable[[], Iterable[TimedChannel]]

@@ -19,6 +19,7 @@ import os
 import queue
 import shutil
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pamqp import decode, encode
+from pamqp import encode
 
+from xivo_bus.amqp import fields
 from xivo_bus.paths import private_database, private_dir
 
 log = logging.getLogger("xivo_bus.broker.store")
@@ -78,11 +80,17 @@ class StoreError(Exception):
 
 
 def encode_table(table: dict) -> bytes:
-    return encode.field_table(table or {})
+    """Arguments as stored: pamqp's encoding (the same bytes as ever, which bindings are
+    found by), or, for what pamqp cannot write (a long string that is not UTF-8, a
+    decimal or float out of its range), ``fields``' faithful one."""
+    try:
+        return encode.field_table(table or {})
+    except (TypeError, ValueError, OverflowError, struct.error):
+        return fields.encode_field_table(table)
 
 
 def decode_table(raw: bytes) -> dict:
-    return decode.field_table(raw)[1] if raw else {}
+    return fields.decode_table(raw, 4, len(raw)) if raw else {}
 
 
 @dataclass
@@ -658,7 +666,10 @@ class Store:
             self._set_failed(None)
         listeners, self._listeners = self._listeners, {}
         for listener in listeners:
-            listener.store_committed()
+            try:
+                listener.store_committed()
+            except Exception:  # a bug of ours in one connection: the others still hear
+                log.exception("store: a connection failed after a commit")
 
     def _failing(self, reason: str) -> None:
         log.error("store: cannot write %s; retrying, confirms wait meanwhile", reason)
@@ -667,7 +678,10 @@ class Store:
     def _set_failed(self, reason: str | None) -> None:
         self.failed = reason
         for callback in self._on_failure:
-            callback(reason)
+            try:
+                callback(reason)
+            except Exception:  # a bug of ours: the other callbacks still run
+                log.exception("store: a callback failed on a change of the store's health")
 
     def notify(self, listener: Any) -> None:
         """Call ``listener.store_committed()`` (on the loop) after the next commit."""

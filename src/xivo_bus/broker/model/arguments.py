@@ -76,15 +76,16 @@ def _bool(value: Any, _arguments: dict):
 
 def _one_of(choices: tuple[str, ...], error: Any):
     def check(value: Any, _arguments: dict):
-        if not isinstance(value, str):
+        text = name_argument(value)
+        if text is None:
             return ("unacceptable_type", type_name(value))
-        return None if value in choices else error(value)
+        return None if text in choices else error(text)
 
     return check
 
 
 def _dlx_routing_key(value: Any, arguments: dict):
-    if not isinstance(value, str):
+    if name_argument(value) is None:
         return ("unacceptable_type", type_name(value))
     return None if DLX in arguments else "routing_key_but_no_dlx_defined"
 
@@ -100,9 +101,10 @@ _MAX_AGE = re.compile(r"([0-9]+)([YMDhms])")
 
 
 def _max_age(value: Any, _arguments: dict):
-    if not isinstance(value, str):
+    text = name_argument(value)
+    if text is None:
         return ("unacceptable_type", type_name(value))
-    match = _MAX_AGE.fullmatch(value)
+    match = _MAX_AGE.fullmatch(text)
     return None if match and int(match.group(1)) > 0 else "invalid_max_age"
 
 
@@ -206,7 +208,7 @@ def check_queue_declare(
     name: str, vhost: str, arguments: dict, durable: bool, exclusive: bool, auto_delete: bool
 ) -> None:
     """Refuse a queue.declare whose arguments or properties RabbitMQ would refuse."""
-    if DLX in arguments and not isinstance(arguments[DLX], str):
+    if DLX in arguments and name_argument(arguments[DLX]) is None:
         raise wording.invalid_argument_type(DLX, arguments[DLX], name, vhost)
 
     def check(key: str, validator) -> None:
@@ -253,6 +255,19 @@ def check_equivalent(
     for key in QUEUE_EQUIVALENCE if kind == "queue" else EXCHANGE_EQUIVALENCE:
         if got_args.get(key) != current_args.get(key):
             raise wording.inequivalent_argument(kind, name, vhost, key, got_args, current_args)
+
+
+def name_argument(value: Any) -> str | None:
+    """The text of a long string argument (the exchange alternate-exchange and
+    x-dead-letter-exchange name, a routing key, a mode), None for any other type. One
+    that is not UTF-8 (decoded as bytes) keeps its bytes as surrogates, so that it names
+    no exchange (names are UTF-8) and matches no mode, as in RabbitMQ, where names are
+    bytes."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return None
 
 
 def _unsupported_type(value: str) -> Quoted:
@@ -315,9 +330,9 @@ class QueueSettings:
         overflow = arguments.get("x-overflow")
         self.overflow = overflow if overflow in OVERFLOW_MODES else "drop-head"
         dlx = arguments.get(DLX)
-        self.dead_letter_exchange = dlx if isinstance(dlx, str) else None
+        self.dead_letter_exchange = name_argument(dlx)
         dlrk = arguments.get("x-dead-letter-routing-key")
-        self.dead_letter_routing_key = dlrk if isinstance(dlrk, str) else None
+        self.dead_letter_routing_key = name_argument(dlrk)
         self.max_priority = integer("x-max-priority")
         self.single_active_consumer = arguments.get("x-single-active-consumer") is True
 

@@ -14,13 +14,10 @@ rejection on the way, is dropped for that queue (RabbitMQ's cycle detection).
 from __future__ import annotations
 
 import datetime
-import struct
 import time
 from typing import Any
 
-from pamqp import encode as pamqp_encode
-
-from xivo_bus.amqp import properties
+from xivo_bus.amqp import fields, properties
 from xivo_bus.broker.model.message import Message
 
 
@@ -104,77 +101,20 @@ def is_cycle(queue_name: str, deaths: list) -> bool:
 
 # -- field tables, rewritten without decoding what is not changed --------------------------
 
-_FIXED_SIZES = {
-    ord("t"): 1,
-    ord("b"): 1,
-    ord("B"): 1,
-    ord("s"): 2,
-    ord("u"): 2,
-    ord("U"): 2,
-    ord("I"): 4,
-    ord("i"): 4,
-    ord("f"): 4,
-    ord("l"): 8,
-    ord("L"): 8,
-    ord("d"): 8,
-    ord("T"): 8,
-    ord("D"): 5,
-    ord("V"): 0,
-}
-_long = struct.Struct(">I")
-
-
-def _table_items(raw: bytes) -> list[tuple[bytes, bytes]]:
-    """(encoded key, type octet and value) of each field of an encoded table's
-    contents, as they are on the wire."""
-    items = []
-    offset = 0
-    while offset < len(raw):
-        key_end = offset + 1 + raw[offset]
-        key = raw[offset + 1 : key_end]
-        kind = raw[key_end]
-        size = _FIXED_SIZES.get(kind)
-        if size is None:  # S, x, A, F: a length then that many octets
-            size = 4 + _long.unpack_from(raw, key_end + 1)[0]
-        end = key_end + 1 + size
-        items.append((key, raw[key_end:end]))
-        offset = end
-    return items
-
 
 def _rewrite_table(raw_properties: bytes, changes: dict[str, Any], drop: tuple) -> bytes:
     """The message's headers table with ``changes`` set and ``drop`` removed, sorted by
     key as RabbitMQ leaves it; every other field keeps its wire encoding."""
-    fields = dict(_table_items(properties.raw_headers(raw_properties)))
+    found = dict(fields.table_items(properties.raw_headers(raw_properties)))
     for key in drop:
-        fields.pop(key.encode(), None)
+        found.pop(key.encode(), None)
     for key, value in changes.items():
-        fields[key.encode()] = encode_value(value)
-    body = b"".join(bytes((len(k),)) + k + v for k, v in sorted(fields.items()))
-    return _long.pack(len(body)) + body
+        found[key.encode()] = encode_value(value)
+    return fields.encode_table(sorted(found.items()))
 
 
 def encode_value(value: Any) -> bytes:
     """A field value as RabbitMQ writes x-death: integers as long (``l``), strings as
-    longstr, times as timestamps, arrays and tables of those."""
-    if isinstance(value, bool):
-        return b"t" + bytes((value,))
-    if isinstance(value, int):
-        return b"l" + struct.pack(">q", value)
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, (bytes, bytearray)):
-        return b"S" + _long.pack(len(value)) + value
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return b"T" + struct.pack(">Q", int(value.timestamp()))
-    if isinstance(value, list):
-        items = b"".join(encode_value(v) for v in value)
-        return b"A" + _long.pack(len(items)) + items
-    if isinstance(value, dict):
-        items = b"".join(
-            bytes((len(k.encode()),)) + k.encode() + encode_value(v) for k, v in value.items()
-        )
-        return b"F" + _long.pack(len(items)) + items
-    return pamqp_encode.encode_table_value(value)
+    longstr, times as timestamps, arrays and tables of those. Whatever else a client put
+    in an x-death history it rewrote is written back as it was read (``fields``)."""
+    return fields.encode_value(value)

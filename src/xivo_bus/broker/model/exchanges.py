@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xivo_bus.broker.model import wording
+from xivo_bus.broker.model.arguments import name_argument
 from xivo_bus.broker.model.stats import MessageStats
 
 if TYPE_CHECKING:
@@ -60,10 +61,7 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments or {}
-        alternate = self.arguments.get("alternate-exchange")
-        self.alternate_exchange: str | None = (
-            alternate.decode() if isinstance(alternate, bytes) else alternate
-        )
+        self.alternate_exchange = name_argument(self.arguments.get("alternate-exchange"))
         self.bindings: dict[tuple, Binding] = {}
         self.exchange_bindings = 0  # bindings whose destination is an exchange
         self.stats = MessageStats()  # publish_in, publish_out
@@ -220,27 +218,38 @@ class TopicExchange(Exchange):
 
     def route(self, message: Message, routing_key: str) -> list[Destination]:
         found: dict[Destination, None] = {}
-        self._match(self._root, _words(routing_key), 0, found)
+        self._match(self._root, _words(routing_key), 0, found, set())
         return list(found)
 
-    def _match(self, node: _TopicNode, words: list[str], i: int, found: dict) -> None:
+    def _match(self, node: _TopicNode, words: list[str], i: int, found: dict, seen: set) -> None:
         if i == len(words):
             found.update(dict.fromkeys(node.destinations))
             hash_node = node.children.get("#")
             if hash_node is not None:
-                self._match(hash_node, words, i, found)
+                self._swallow(hash_node, words, i, found, seen)
             return
         child = node.children.get(words[i])
         if child is not None:
-            self._match(child, words, i + 1, found)
+            self._match(child, words, i + 1, found, seen)
         star = node.children.get("*")
         if star is not None:
-            self._match(star, words, i + 1, found)
+            self._match(star, words, i + 1, found, seen)
         hash_node = node.children.get("#")
         if hash_node is not None:
             # '#' swallows zero or more words
             for j in range(i, len(words) + 1):
-                self._match(hash_node, words, j, found)
+                self._swallow(hash_node, words, j, found, seen)
+
+    def _swallow(
+        self, hash_node: _TopicNode, words: list[str], i: int, found: dict, seen: set
+    ) -> None:
+        """Match from a '#' at word ``i``, once: many '#' in a binding key reach the same
+        place by many paths, and matching each would take exponential time (one client's
+        binding "#.#.#.#.#.#.#.#" and a key of 30 words would hold the broker for hours)."""
+        key = (id(hash_node), i)
+        if key not in seen:
+            seen.add(key)
+            self._match(hash_node, words, i, found, seen)
 
 
 _MISSING = object()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pamqp import commands
 
-from xivo_bus.amqp import frames, properties
+from xivo_bus.amqp import fields, frames, properties
 from xivo_bus.broker.model import wording
 
 
@@ -107,16 +107,12 @@ class Message:
         headers = self.headers
         keys = list(self.bcc or ())
         for name in ("CC", "BCC"):
-            value = headers.get(name)
-            if value is None:
+            if name not in headers:
                 continue
-            if not isinstance(value, list):
+            value = headers[name]
+            if not isinstance(value, list):  # a void one too, as in RabbitMQ
                 raise wording.unacceptable_header_type(name, value)
-            keys += [
-                key.decode() if isinstance(key, bytes) else key
-                for key in value
-                if isinstance(key, (str, bytes))
-            ]
+            keys += [_routing_key(key) for key in value if isinstance(key, (str, bytes))]
         return keys or None
 
     def without_bcc(self) -> Message:
@@ -124,15 +120,16 @@ class Message:
         if b"BCC" not in self.raw_properties or "BCC" not in self.headers:
             return self
         headers = self.headers
-        props = properties.decode(self.raw_properties)
-        props.headers = {k: v for k, v in headers.items() if k != "BCC"}
-        copy = Message(self.exchange, self.routing_key, properties.encode(props), self.body)
-        copy.ttl = self.ttl
-        copy.bcc = [
-            key.decode() if isinstance(key, bytes) else key
-            for key in headers["BCC"]
-            if isinstance(key, (str, bytes))
+        # the other headers and properties keep their bytes
+        kept = [
+            (key, value)
+            for key, value in fields.table_items(properties.raw_headers(self.raw_properties))
+            if key != b"BCC"
         ]
+        raw = properties.replace(self.raw_properties, headers=fields.encode_table(kept))
+        copy = Message(self.exchange, self.routing_key, raw, self.body)
+        copy.ttl = self.ttl
+        copy.bcc = [_routing_key(key) for key in headers["BCC"] if isinstance(key, (str, bytes))]
         return copy
 
     @property
@@ -142,6 +139,12 @@ class Message:
     @property
     def size(self) -> int:
         return len(self.body)
+
+
+def _routing_key(key: str | bytes) -> str:
+    """A CC or BCC routing key; one that is not UTF-8 (a long string may be anything)
+    keeps its bytes as surrogates, so that it matches no binding, as in RabbitMQ."""
+    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
 
 
 class Entry:

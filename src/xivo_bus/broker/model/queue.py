@@ -12,6 +12,7 @@ the plain paths, which do no more than they did before the extensions existed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ from xivo_bus.broker.model.message import Entry, Message
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
 from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
+
+log = logging.getLogger("xivo_bus.broker")
 
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
 # hair early.
@@ -447,7 +450,12 @@ class Queue:
     def _expiry_due(self) -> None:
         self._expiry_timer = None
         if not self.deleted:
-            self._expire()
+            try:
+                self._expire()
+            except Exception:  # a bug of ours: this queue's timer stops, nothing else
+                log.exception(
+                    "queue %s in vhost %s: message expiry failed", self.name, self.host.name
+                )
 
     # -- queue expiry (x-expires) -------------------------------------------------------
 
@@ -466,7 +474,10 @@ class Queue:
     def _lease_over(self) -> None:
         self._lease_timer = None
         if not self.deleted and not self.consumers:
-            self.host.delete_queue(self)
+            try:
+                self.host.delete_queue(self)
+            except Exception:  # a bug of ours: logged, the loop's other timers go on
+                log.exception("queue %s in vhost %s: expiry failed", self.name, self.host.name)
 
     # -- deletion -----------------------------------------------------------------------
 

@@ -32,9 +32,9 @@ def type_name(value: Any) -> str:
         return "signedint" if -(2**31) <= value < 2**31 else "long"
     if isinstance(value, float):
         return "double"
-    if isinstance(value, str):
+    if isinstance(value, (str, bytes)):  # bytes: a long string that is not UTF-8
         return "longstr"
-    if isinstance(value, (bytes, bytearray)):
+    if isinstance(value, bytearray):  # a byte array ('x')
         return "binary"
     if isinstance(value, dict):
         return "table"

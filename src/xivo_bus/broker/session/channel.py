@@ -21,7 +21,7 @@ from pamqp import commands
 from xivo_bus.amqp import errors, frames, properties
 from xivo_bus.broker.access import DEFAULT_EXCHANGE, Access
 from xivo_bus.broker.model import wording
-from xivo_bus.broker.model.arguments import consumer_priority, parse_expiration
+from xivo_bus.broker.model.arguments import consumer_priority, name_argument, parse_expiration
 from xivo_bus.broker.model.exchanges import Exchange, exchange_class
 from xivo_bus.broker.model.message import Entry, Message
 from xivo_bus.broker.model.queue import Consumer, Delivery, Queue
@@ -60,6 +60,8 @@ class ChannelConnection(QueueOwner, Protocol):
     def client_capability(self, name: str) -> bool: ...
 
     def close_channel(self, channel: Channel, error: errors.ChannelError) -> None: ...
+
+    def internal_error(self) -> None: ...
 
 
 class Channel:
@@ -124,6 +126,9 @@ class Channel:
 
     def fail(self, error: errors.ChannelError) -> None:
         self.connection.close_channel(self, error)
+
+    def internal_error(self) -> None:
+        self.connection.internal_error()
 
     # -- what queues see (roles.ConsumerChannel) --------------------------------------
 
@@ -220,11 +225,10 @@ class Channel:
             if name.startswith("amq.") and name not in self.vhost.exchanges:
                 raise wording.reserved_prefix("exchange", name)
             self.access.check_exchange("configure", name)
-            alternate = (method.arguments or {}).get("alternate-exchange")
-            if isinstance(alternate, (str, bytes)):
+            alternate = name_argument((method.arguments or {}).get("alternate-exchange"))
+            if alternate is not None:
                 # as RabbitMQ: read on the exchange, write on its alternate
                 self.access.check_exchange("read", name)
-                alternate = alternate.decode() if isinstance(alternate, bytes) else alternate
                 self.access.check_exchange("write", alternate)
             self.vhost.declare_exchange(
                 name,
@@ -268,8 +272,8 @@ class Channel:
             elif name.startswith("amq."):
                 raise wording.reserved_prefix("queue", name)
             self.access.check("configure", "queue", name)
-            dlx = (method.arguments or {}).get("x-dead-letter-exchange")
-            if isinstance(dlx, str):
+            dlx = name_argument((method.arguments or {}).get("x-dead-letter-exchange"))
+            if dlx is not None:
                 # as RabbitMQ: read on the queue, write on its dead-letter exchange
                 self.access.check("read", "queue", name)
                 self.access.check_exchange("write", dlx)

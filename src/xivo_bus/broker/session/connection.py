@@ -23,7 +23,7 @@ from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.channel import Channel
-from xivo_bus.broker.session.output import ALARM, AUTH_FAILURE, SHUTDOWN, Output
+from xivo_bus.broker.session.output import ALARM, AUTH_FAILURE, SHUTDOWN, TURN, Output
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.session.state import ConnectionState, Event, State
 from xivo_bus.broker.users import User
@@ -33,6 +33,8 @@ log = logging.getLogger("xivo_bus.broker")
 _RUNNING, _CLOSING, _CLOSED = State.RUNNING, State.CLOSING, State.CLOSED  # read per frame
 
 CLOSE_OK_TIMEOUT = 1.0
+# frames handled in one turn of the event loop before the others get theirs (~0.5 ms)
+TURN_EVENTS = 64
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -98,12 +100,18 @@ class Connection(asyncio.Protocol):
         self.server.connections.add(self)
         self.server.connections_opened += 1
         self.connected_at = time.time()
-        self._timer = self.loop.call_later(self.tuning.handshake_timeout, self._handshake_timeout)
+        self._timer = self.loop.call_later(
+            self.tuning.handshake_timeout, self._guarded, self._handshake_timeout
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.state.closed:
             log.info("connection %s lost%s", self.peer, f": {exc}" if exc else "")
-        self._teardown()
+        try:
+            self._teardown()
+        except Exception:  # a bug of ours: the connection must still be forgotten
+            log.exception("internal error on connection %s while tearing it down", self.peer)
+            self._drop()
 
     def pause_writing(self) -> None:
         self.output.pause_writing()
@@ -116,35 +124,54 @@ class Connection(asyncio.Protocol):
         state = self.state
         if state.closed:
             return
+        self.reader.feed(data)
+        if not self.output.paused_for(TURN):
+            self._process()
+
+    def _process(self) -> None:
+        """Handle what the client sent, at most ``TURN_EVENTS`` frames at a time: a client
+        that floods does not hold the event loop, the others get their turn between its
+        batches (its socket is not read meanwhile)."""
+        state = self.state
+        if state.closed:
+            return
         reader = self.reader
-        reader.feed(data)
+        budget = TURN_EVENTS
         while state.state is not _CLOSED:
+            if not budget:
+                self.output.pause_reading(TURN)
+                self.loop.call_soon(self._process)
+                break
+            budget -= 1
             try:
                 event = reader.next_event()
             except errors.ConnectionError as error:
                 self._fail(error, framing=True)
                 break
             if event is None:
+                self.output.resume_reading(TURN)
                 break
             try:
                 self._handle(event)
             except errors.ConnectionError as error:
                 self._fail(error)
             except Exception:  # a bug of ours must not take the broker down
-                log.exception("internal error on connection %s", self.peer)
-                self._fail(errors.ConnectionError(errors.INTERNAL_ERROR, "internal error"))
-        if self._confirming:
-            for channel in self._confirming:
-                channel.send_confirms()
-            self._confirming.clear()
-        if state.state is _RUNNING:
-            self.output.throttle()  # the disk may be behind this client's writes
-            # a message still arriving counts as publishing: under an alarm its sender is
-            # the one that stops being read
-            reason = self.server.alarms.reason
-            if reason is not None and self.reader.receiving_content:
-                if not self.output.paused_for(ALARM):
-                    self._block(reason)
+                self.internal_error()
+        try:
+            if self._confirming:
+                for channel in self._confirming:
+                    channel.send_confirms()
+                self._confirming.clear()
+            if state.state is _RUNNING:
+                self.output.throttle()  # the disk may be behind this client's writes
+                # a message still arriving counts as publishing: under an alarm its sender
+                # is the one that stops being read
+                reason = self.server.alarms.reason
+                if reason is not None and self.reader.receiving_content:
+                    if not self.output.paused_for(ALARM):
+                        self._block(reason)
+        except Exception:
+            self.internal_error()
 
     # -- what channels need (session.channel.ChannelConnection) -----------------------
 
@@ -192,9 +219,12 @@ class Connection(asyncio.Protocol):
 
     def _resume_deliveries(self) -> None:
         """The output drained: queues may hand this connection's consumers more."""
-        for channel in list(self.channels.values()):
-            for consumer in list(channel.consumers.values()):
-                consumer.queue.dispatch()
+        try:
+            for channel in list(self.channels.values()):
+                for consumer in list(channel.consumers.values()):
+                    consumer.queue.dispatch()
+        except Exception:  # called back by the output (a loop callback, a drained socket)
+            self.internal_error()
 
     # -- frames -----------------------------------------------------------------------
 
@@ -230,8 +260,7 @@ class Connection(asyncio.Protocol):
             elif self.state.state is _RUNNING:
                 self._channel_method(event.channel, event.method)
             elif self.state.state is not _CLOSING:
-                octets = frames.erlang_binary(frames.encode_method(event.method))
-                raise wording.unexpected_frame(octets)
+                raise wording.unexpected_frame(frames.erlang_binary(event.payload))
         elif isinstance(event, frames.ProtocolHeader):
             if not event.valid:
                 self.output.write(frames.PROTOCOL_HEADER)
@@ -300,7 +329,11 @@ class Connection(asyncio.Protocol):
             self.output.pause_reading(AUTH_FAILURE)
             self._cancel_timer()
             self._timer = self.loop.call_later(
-                self.tuning.auth_failure_delay, self._refuse_login, failure, mechanism
+                self.tuning.auth_failure_delay,
+                self._guarded,
+                self._refuse_login,
+                failure,
+                mechanism,
             )
             return
         self.auth_mechanism = mechanism
@@ -364,7 +397,9 @@ class Connection(asyncio.Protocol):
         self.state.advance(Event.OPEN)
         self._cancel_timer()
         if self.heartbeat:
-            self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+            self._timer = self.loop.call_later(
+                self.heartbeat / 2, self._guarded, self._heartbeat_tick
+            )
         self.send_method(0, commands.Connection.OpenOk())
         log.debug("connection %s open on vhost %s", self.peer, vhost.name)
 
@@ -425,15 +460,18 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, error: errors.ConnectionError, framing: bool = False) -> None:
         """Close the connection with an error. After a framing error the byte stream
-        cannot be trusted, so the socket closes as soon as the close is written."""
+        cannot be trusted: what else comes is dropped unread (close-ok cannot be told
+        from the rest), and the socket closes after ``CLOSE_OK_TIMEOUT``, as RabbitMQ
+        waits too: closed at once, it would be reset while the client still sends, and
+        the client could lose the close and its reason."""
         if self.state.ending:
             self._close_transport()
             return
         log.info("connection %s closed: %s", self.peer, error)
         self.close(error.reply_code, error.reply_text, error.class_id, error.method_id)
         if framing:
+            self.reader = frames.ClosedReader()
             self.output.flush(force=True)
-            self._close_transport()
 
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
         """Send connection.close, release everything, and await close-ok briefly."""
@@ -448,7 +486,7 @@ class Connection(asyncio.Protocol):
             ),
         )
         self._cancel_timer()
-        self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
+        self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._guarded, self._close_transport)
 
     def _release(self) -> None:
         for number, channel in list(self.channels.items()):
@@ -480,6 +518,59 @@ class Connection(asyncio.Protocol):
                 self.output.flush(force=True)
             self.transport.close()
 
+    # -- bugs of ours -----------------------------------------------------------------
+
+    def _guarded(self, callback, *args) -> None:
+        """Run one of this connection's timers: a bug in it closes this connection only."""
+        try:
+            callback(*args)
+        except Exception:
+            self.internal_error()
+
+    def internal_error(self) -> None:
+        """A bug of ours while serving this connection (call it from the ``except``
+        block): logged with its traceback, and this connection, only, closed with 541
+        INTERNAL_ERROR, as RabbitMQ closes a connection whose channel crashed."""
+        log.exception("internal error on connection %s", self.peer)
+        try:
+            self._fail(errors.ConnectionError(errors.INTERNAL_ERROR, "internal error"))
+        except Exception:
+            log.exception("connection %s cannot be closed properly: dropped", self.peer)
+            self._drop()
+
+    def _drop(self) -> None:
+        """The last resort when closing fails: release what can be released, forget the
+        connection, send connection.close (541) if it was not sent, cut the socket."""
+        told = self.state.ending
+        self._cancel_timer()
+        for channel in list(self.channels.values()):
+            self._attempt(channel.release)
+        for queue in list(self.exclusive_queues):
+            self._attempt(queue.host.delete_queue, queue)
+        if not self.state.closed:
+            self.state.advance(Event.CLOSED)
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.connections_closed += 1
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            if not told:
+                close = commands.Connection.Close(
+                    reply_code=errors.INTERNAL_ERROR, reply_text="INTERNAL_ERROR - internal error"
+                )
+                transport.write(frames.method_frame(0, close))
+            transport.close()
+        except Exception:
+            transport.abort()
+
+    def _attempt(self, release, *args) -> None:
+        try:
+            release(*args)
+        except Exception:
+            log.exception("connection %s: cannot release everything", self.peer)
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -501,7 +592,7 @@ class Connection(asyncio.Protocol):
             return
         if now - self.output.last_send >= interval / 2 and not self.output.pending:
             self.output.write(frames.HEARTBEAT_FRAME)
-        self._timer = self.loop.call_later(interval / 2, self._heartbeat_tick)
+        self._timer = self.loop.call_later(interval / 2, self._guarded, self._heartbeat_tick)
 
     # -- the server's calls -----------------------------------------------------------
 

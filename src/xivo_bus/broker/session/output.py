@@ -28,6 +28,7 @@ DISK = "disk"  # its store writes are too far ahead of the disk
 ALARM = "alarm"  # a resource alarm is on and it publishes
 SHUTDOWN = "shutdown"  # the broker writes its last to the store
 AUTH_FAILURE = "auth failure"  # its login was refused: the refusal comes a little later
+TURN = "turn"  # it had its turn of the event loop; the rest of what it sent comes next
 
 
 class Output:
