@@ -6,13 +6,17 @@ making the traffic."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from urllib.parse import quote
 
 import httpx
 import pika
 import pytest
+from amqp_raw import RawClient
 from conftest import start_management_broker
+from pamqp import body as pamqp_body
+from pamqp import commands, frame, header
 
 INTERVAL = "200"  # ms between rate samples, so rates show up quickly
 
@@ -452,3 +456,34 @@ def test_json_everywhere(api):
     assert response.headers["content-type"] == "application/json"
     assert response.headers["cache-control"] == "no-cache"
     json.loads(response.content)
+
+
+def test_a_flooding_connection_shows_in_flow(api, managed, plain_name):
+    """A client that sends faster than its turn of the event loop allows is not read
+    until the others had theirs: RabbitMQ's 'flow' state, seen in the connection's
+    state while the flood lasts."""
+    process, _ = managed
+    name = f"{plain_name}-flood"
+    flood = RawClient(process.host, process.port)
+    flood.handshake()
+    flood.open_channel(1)
+    flood.send(1, commands.Queue.Declare(queue=name))
+    flood.expect(commands.Queue.DeclareOk, 1)
+    port = flood.sock.getsockname()[1]
+    one = (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key=name), 1)
+        + frame.marshal(header.ContentHeader(0, 100), 1)
+        + frame.marshal(pamqp_body.ContentBody(b"f" * 100), 1)
+    )
+    sender = threading.Thread(target=lambda: flood.sock.sendall(one * 200_000), daemon=True)
+    sender.start()
+
+    def in_flow():
+        states = {c["state"] for c in api.get("/api/connections").json() if c["peer_port"] == port}
+        return "flow" in states
+
+    poll(in_flow, timeout=60)
+    sender.join(120)
+    poll(lambda: api.get(f"/api/queues/%2F/{q(name)}").json()["messages"] == 200_000, 60)
+    flood.close()
+    api.delete(f"/api/queues/%2F/{q(name)}")

@@ -608,7 +608,7 @@ CONNECTION_INFO = {
     "user": lambda c: c.user.name,
     "peer_host": lambda c: c.peer_host,
     "peer_port": lambda c: int(c.peer.rsplit(":", 1)[1]) if ":" in c.peer else 0,
-    "state": lambda c: "running",
+    "state": lambda c: c.flow_state,
     "vhost": lambda c: c.vhost.name if c.vhost is not None else "",
     "channels": lambda c: len(c.channels),
     "ssl": lambda c: _bool(c.transport.get_extra_info("ssl_object") is not None),

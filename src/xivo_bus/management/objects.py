@@ -230,7 +230,7 @@ def connection(found) -> dict:
         "ssl_hash": None,
         "ssl_key_exchange": None,
         "ssl_protocol": tls.version() if tls else None,
-        "state": "running",
+        "state": found.flow_state,
         "timeout": found.heartbeat,
         "type": "network",
         "user": found.user.name,

@@ -23,7 +23,7 @@ from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.channel import Channel
-from xivo_bus.broker.session.output import ALARM, AUTH_FAILURE, SHUTDOWN, TURN, Output
+from xivo_bus.broker.session.output import ALARM, AUTH_FAILURE, DISK, SHUTDOWN, TURN, Output
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.session.state import ConnectionState, Event, State
 from xivo_bus.broker.users import User
@@ -174,6 +174,18 @@ class Connection(asyncio.Protocol):
             self.internal_error()
 
     # -- what channels need (session.channel.ChannelConnection) -----------------------
+
+    @property
+    def flow_state(self) -> str:
+        """As RabbitMQ shows a connection: ``blocked`` under a resource alarm, ``flow``
+        while it is not read because it outran the broker (its turn is over, or its
+        writes wait for the disk), ``running`` otherwise."""
+        output = self.output
+        if output.paused_for(ALARM):
+            return "blocked"
+        if output.paused_for(TURN) or output.paused_for(DISK):
+            return "flow"
+        return "running"
 
     @property
     def user_name(self) -> str:
