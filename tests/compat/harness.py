@@ -339,7 +339,7 @@ class Collector:
 
         return on_message
 
-    def wait(self, count: int, timeout: float = 10.0) -> list[dict]:
+    def wait(self, count: int, timeout: float = 30.0) -> list[dict]:
         deadline = time.monotonic() + timeout
         while len(self.seen) < count and time.monotonic() < deadline:
             self.connection.process_data_events(time_limit=0.05)

@@ -189,9 +189,11 @@ def requeue_with_another_consumer_active(url, prefix):
         seen_first.wait(3)
         seen_second = Collector(connection)
         second = connection.channel()
-        first.basic_ack(2)
+        # the second takes what is ready before the first acks: otherwise which of the two
+        # gets the message the ack makes room for is a race, on both brokers
         second.basic_consume(prefix, seen_second.callback(), auto_ack=True)
-        seen_second.wait(2)
+        seen_second.wait(3)
+        first.basic_ack(2)
         first.close()
         seen_second.wait(4)
         return {
