@@ -1,9 +1,11 @@
-"""The two brokers that ``benchmarks/compare`` measures, each on a free loopback port.
+"""The brokers that ``benchmarks/compare`` measures, each on a free loopback port.
 
 ``Ours`` runs ``xivo-bus serve`` from this checkout; ``RabbitMQ`` runs a private node of
 Debian's rabbitmq-server package (its own node name, ports, data, logs, config and Erlang
-cookie in a temporary directory; the system node is never touched). Both record how long
-they took from process start to answering the AMQP protocol header.
+cookie in a temporary directory; the system node is never touched); ``GarageMQ`` runs
+Debian's garagemq (a Go broker) with a config file of its own, modelled on the package's
+/etc/garagemq/config.yaml, in a temporary directory. Each records how long it took from
+process start to answering the AMQP protocol header.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 ERLANG_ROOT = Path("/usr/lib/erlang")
+GARAGEMQ = Path("/usr/bin/garagemq")
 
 
 def free_port() -> int:
@@ -71,11 +74,17 @@ class Ours:
         self.proc: subprocess.Popen | None = None
         self.startup_s = 0.0
         self.data_dir = tempfile.mkdtemp(prefix="xivo-bus-bench-")
-        self.has_cti = "--no-cti" in _serve_help()
+        self.options = options = _serve_help()
+        self.has_cti = "--no-cti" in options
         # By default the broker alone, as RabbitMQ is measured without plugins: no
-        # call-form web service, where this version of serve has one.
+        # call-form web service, management API or Prometheus metrics, where this version
+        # of serve has them (they would also take fixed ports).
         if extra_args is None:
-            extra_args = ["--no-cti"] if self.has_cti else []
+            extra_args = [
+                option
+                for option in ("--no-cti", "--no-management", "--no-prometheus")
+                if option in options
+            ]
         self.extra_args = extra_args
 
     @property
@@ -85,6 +94,10 @@ class Ours:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
 
     @property
     def version(self) -> str:
@@ -138,6 +151,10 @@ class RabbitMQ:
     @property
     def pid(self) -> int:
         return self.beam_pid
+
+    @property
+    def data_path(self) -> Path:
+        return self.base / "mnesia"
 
     @property
     def version(self) -> str:
@@ -225,6 +242,108 @@ class RabbitMQ:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class GarageMQ:
+    """Debian's garagemq: the package's configuration with ports, data directory and log
+    of its own, and TCP_NODELAY on as the other two brokers have it (the package's
+    ``nodelay: false`` would hold small replies and confirms back behind Nagle's
+    algorithm)."""
+
+    name = "GarageMQ"
+    available = GARAGEMQ.exists()
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="xivo-bus-bench-garagemq-"))
+        self.port = 0
+        self.admin_port = 0
+        self.proc: subprocess.Popen | None = None
+        self.startup_s = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def data_path(self) -> Path:
+        return self.base / "db"
+
+    @property
+    def version(self) -> str:
+        package = _dpkg_version("garagemq").split("+")[0]
+        return f"GarageMQ {package} (Debian), {_go_version(GARAGEMQ)}"
+
+    def _config(self) -> str:
+        # The structure and values of the package's /etc/garagemq/config.yaml.
+        return "\n".join(
+            [
+                "proto: amqp-rabbit",
+                "users:",
+                "  - username: guest",
+                "    password: 084e0343a0486ff05530df6c705c8bb4 # md5 of guest",
+                "tcp:",
+                "  ip: 127.0.0.1",
+                f"  port: {self.port}",
+                "  nodelay: true",
+                "  readBufSize: 196608",
+                "  writeBufSize: 196608",
+                "admin:",
+                "  ip: 127.0.0.1",
+                f"  port: {self.admin_port}",
+                "queue:",
+                "  shardSize: 8192",
+                "  maxMessagesInRam: 131072",
+                "db:",
+                f"  defaultPath: {self.base / 'db'}",
+                "  engine: badger",
+                "vhost:",
+                "  defaultPath: /",
+                "security:",
+                "  passwordCheck: md5",
+                "connection:",
+                "  channelsMax: 4096",
+                "  frameMaxSize: 65536",
+                "",
+            ]
+        )
+
+    def start(self) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        config = self.base / "config.yaml"
+        config.write_text(self._config())
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(GARAGEMQ), "--config", str(config), "--log-file", str(self.base / "log")],
+            cwd=self.base,
+            stdout=open(self.base / "server.stdout", "ab"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=_raise_fd_limit,
+            start_new_session=True,
+        )
+        self.startup_s = _wait_until_answering(self.proc, self.port, started, 60)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            _wait_or_kill(self.proc)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _go_version(binary: Path) -> str:
+    """The Go release a binary was built with, from its build information."""
+    try:
+        data = binary.read_bytes()
+    except OSError:
+        return "Go ?"
+    found = re.search(rb"go1\.\d+(?:\.\d+)?", data)
+    return f"Go {found.group().decode()[2:]}" if found else "Go ?"
 
 
 def _wait_or_kill(proc: subprocess.Popen, timeout: float = 15) -> None:

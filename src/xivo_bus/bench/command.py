@@ -14,10 +14,11 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser, url_default: str) -> None:
     parser.add_argument(
         "scenario",
-        choices=["throughput", "fanout", "latency", "connections"],
-        help="throughput: producers and consumers on one queue; fanout: one exchange, "
-        "K queues; latency: end-to-end at a fixed rate; connections: idle memory and "
-        "open/close rate",
+        choices=["throughput", "fanout", "latency", "connections", "backlog"],
+        help="throughput: producers and consumers on one queue (or --queues, published to "
+        "in turn); fanout: one exchange, K queues; latency: end-to-end at a fixed rate; "
+        "connections: idle memory and open/close rate; backlog: broker memory per queued "
+        "message (--messages in all, no consumer)",
     )
     parser.add_argument("--url", default=url_default, help="AMQP URL of the broker under test")
     parser.add_argument(
@@ -29,8 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser, url_default: str) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
     load = parser.add_argument_group("load")
     load.add_argument("--producers", type=int, default=1, help="producer connections (1)")
-    load.add_argument("--consumers", type=int, default=1, help="consumers per queue (1)")
-    load.add_argument("--queues", type=int, default=10, help="fanout: queues bound (10)")
+    load.add_argument(
+        "--consumers",
+        type=int,
+        help="consumers in all (default: one per queue); several on one queue compete for "
+        "it, one for several queues consumes them all on one channel",
+    )
+    load.add_argument(
+        "--queues",
+        type=int,
+        help="queues: fanout, queues bound (10); throughput and latency, queues the "
+        "producers publish to in turn (1); backlog, as fanout when more than 1 (1)",
+    )
     load.add_argument("--size", type=int, default=100, help="message body bytes (100)")
     load.add_argument(
         "--confirm",
@@ -39,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser, url_default: str) -> None:
         metavar="WINDOW",
         help="publisher confirms with at most WINDOW unconfirmed messages (0: off)",
     )
-    load.add_argument("--persistent", action="store_true", help="durable queue, delivery_mode 2")
+    load.add_argument("--persistent", action="store_true", help="durable queues, delivery_mode 2")
     load.add_argument("--prefetch", type=int, default=100, help="consumer prefetch (100; 0: none)")
     load.add_argument("--auto-ack", action="store_true", help="consume with no_ack")
     load.add_argument(
@@ -57,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser, url_default: str) -> None:
         "--messages",
         type=int,
         default=0,
-        help="messages per producer instead of a duration (0: use --duration)",
+        help="messages per producer instead of a duration (0: use --duration); "
+        "backlog: messages in all (100000)",
     )
     load.add_argument(
         "--idle", type=int, default=1000, help="connections: idle connections to hold (1000)"
@@ -72,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser, url_default: str) -> None:
         "--drain-timeout",
         type=float,
         default=10.0,
-        help="give up waiting for deliveries after this many idle seconds (10)",
+        help="give up waiting for deliveries or confirms after this many idle seconds (10)",
     )
     load.add_argument("--timeout", type=float, default=600.0, help="longest run in seconds")
 
@@ -93,4 +105,5 @@ def main(args: argparse.Namespace) -> int:
         with open(args.json, "w") as out:
             json.dump(document, out, indent=2)
             out.write("\n")
-    return 2 if document["results"].get("lost") else 0
+    results = document["results"]
+    return 2 if results.get("lost") or results.get("unconfirmed") else 0

@@ -43,7 +43,21 @@ def rows(document: dict) -> list[tuple[str, str]]:
     results = document["results"]
     out = [("scenario", document["scenario"]), ("broker", document["url"])]
     params = document["params"]
-    if document["scenario"] == "connections":
+    if document["scenario"] == "backlog":
+        out.append(("message size", f"{params['size']} B"))
+        out.append(("sent / queued", f"{results['sent']:,} / {results['queued']:,}"))
+        if results["lost"]:
+            out.append(("LOST", f"{results['lost']:,}"))
+        out.append(("confirmed / nacked", f"{results['confirmed']:,} / {results['nacked']:,}"))
+        if results["unconfirmed"]:
+            out.append(("UNCONFIRMED", f"{results['unconfirmed']:,}"))
+        out.append(("publish rate", f"{results['publish_rate']:,.0f} msg/s"))
+        if "rss_per_message_bytes" in results:
+            out.append(("broker RSS before", _kib(results["rss_before_kib"])))
+            out.append(("broker RSS with backlog", _kib(results["rss_with_backlog_kib"])))
+            out.append(("RSS per message", f"{results['rss_per_message_bytes']:,.0f} B"))
+            out.append(("RSS per queued copy", f"{results['rss_per_copy_bytes']:,.0f} B"))
+    elif document["scenario"] == "connections":
         out.append(("idle connections", f"{results['idle_connections']:,}"))
         out.append(("open/close rate", f"{results['open_close_rate']:,.0f} connections/s"))
         if "rss_per_connection_kib" in results:
@@ -59,6 +73,8 @@ def rows(document: dict) -> list[tuple[str, str]]:
         out.append(("delivery rate", f"{results['delivery_rate']:,.0f} msg/s"))
         if "confirmed" in results:
             out.append(("confirmed / nacked", f"{results['confirmed']:,} / {results['nacked']:,}"))
+            if results.get("unconfirmed"):
+                out.append(("UNCONFIRMED", f"{results['unconfirmed']:,}"))
         latency = results.get("latency_us")
         if latency and latency.get("samples"):
             for key in ("p50", "p99", "p99.9", "max"):
@@ -75,6 +91,10 @@ def rows(document: dict) -> list[tuple[str, str]]:
             f"{generator['processes']} processes)",
         )
     )
+    for role in ("producer", "consumer"):
+        if f"busiest_{role}_percent" in generator:
+            share = generator[f"busiest_{role}_percent"]
+            out.append((f"busiest {role} process", f"{share}% of a core"))
     out.append(("wall time", f"{document['wall_s']:.2f} s"))
     return out
 

@@ -1,9 +1,14 @@
 """The benchmark scenarios: topology, the jobs the workers do, and the figures.
 
-- ``throughput``: N producers and M consumers on one queue, as fast as it goes.
+- ``throughput``: N producers and M consumers on one queue, as fast as it goes (or on
+  K queues, each producer publishing to them in turn through the default exchange).
 - ``fanout``: producers publish to a fanout exchange with K queues, one consumer each.
 - ``latency``: end-to-end latency at a fixed publish rate (p50, p99, p99.9).
 - ``connections``: broker memory with many idle connections, then open/close rate.
+- ``backlog``: broker memory per queued message, with no consumer.
+
+Every queue and exchange is named by the benchmark (some brokers, GarageMQ among them,
+have no server-named queues) and deleted at the end.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ from xivo_bus.bench import procstat, runner
 from xivo_bus.bench.wire import Client
 from xivo_bus.bench.workers import ConnectionSpec, ConsumerSpec, Job, ProducerSpec
 
-SCENARIOS = ("throughput", "fanout", "latency", "connections")
-SETTLE_S = 1.0  # before measuring memory with idle connections
+SCENARIOS = ("throughput", "fanout", "latency", "connections", "backlog")
+SETTLE_S = 1.0  # before measuring memory with idle connections or a backlog
+BACKLOG_MESSAGES = 100_000
+BACKLOG_WINDOW = 5_000  # confirms window of the backlog's producers
 
 
 def run(args, progress: Callable[[runner.State], None] | None = None) -> dict:
     """Run ``args.scenario`` against ``args.url``; the figures as a JSON-ready dict."""
     if args.scenario == "connections":
         return _connections(args, progress)
+    if args.scenario == "backlog":
+        return _backlog(args, progress)
     return _messaging(args, progress)
 
 
@@ -34,6 +43,31 @@ def split(total: int, parts: int) -> list[int]:
     """``total`` spread as evenly as can be over ``parts`` (no zero shares)."""
     parts = max(1, min(parts, total))
     return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def assign(queues: list[str], consumers: int | None) -> list[list[str]]:
+    """The queues of each consumer: one per queue by default; more consumers than queues
+    share them (several on one queue compete), fewer take several queues each."""
+    count = consumers or len(queues)
+    if count <= len(queues):
+        return [queues[first::count] for first in range(count)]
+    return [[queues[i % len(queues)]] for i in range(count)]
+
+
+def queue_count(args) -> int:
+    if args.queues is not None:
+        return max(1, args.queues)
+    return 10 if args.scenario == "fanout" else 1
+
+
+def queue_names(run_id: str, count: int) -> list[str]:
+    """Names of one width, so that every publish of a run has the same size."""
+    width = len(str(count - 1))
+    return [f"{run_id}-q{i:0{width}d}" for i in range(count)]
+
+
+def _run_id() -> str:
+    return f"bench-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
 
 
 def _processes(args) -> tuple[int, int]:
@@ -47,21 +81,22 @@ def _processes(args) -> tuple[int, int]:
 
 
 def _messaging(args, progress) -> dict:
-    run_id = f"bench-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    run_id = _run_id()
     fanout = args.scenario == "fanout"
-    queues = [f"{run_id}-q{i}" for i in range(args.queues if fanout else 1)]
+    queues = queue_names(run_id, queue_count(args))
     exchange = f"{run_id}-fanout" if fanout else ""
     asyncio.run(_declare(args.url, queues, exchange, durable=args.persistent))
     try:
         jobs, producer_jobs, consumer_jobs = _messaging_jobs(args, queues, exchange)
 
-        over = _Drained(producer_jobs, consumer_jobs, len(queues), args.drain_timeout)
+        copies = len(queues) if fanout else 1
+        over = _Drained(producer_jobs, consumer_jobs, copies, args.drain_timeout)
         outcome = runner.run(
             jobs, over=over, broker_pid=args.broker_pid, progress=progress, timeout=args.timeout
         )
     finally:
         asyncio.run(_delete(args.url, queues, exchange))
-    return _messaging_figures(args, outcome, producer_jobs, consumer_jobs, len(queues))
+    return _messaging_figures(args, outcome, producer_jobs, consumer_jobs, copies)
 
 
 class _Drained:
@@ -96,22 +131,23 @@ def _messaging_jobs(args, queues: list[str], exchange: str):
         producer = ProducerSpec(
             connections=share,
             exchange=exchange,
-            routing_key="" if exchange else queues[0],
+            routing_keys=[""] if exchange else queues,
             size=args.size,
             persistent=args.persistent,
             confirm_window=args.confirm if args.confirm else 0,
             rate=args.rate if latency else 0.0,
             duration=args.duration,
             messages=args.messages,
+            idle_timeout=args.drain_timeout,
         )
         jobs.append(Job(args.url, len(jobs), producer=producer))
     producer_jobs = list(range(len(jobs)))
-    # One consumer connection per consumer on one queue, or per queue for a fanout.
-    consumer_queues = queues * args.consumers if len(queues) == 1 else queues
+    # One connection per consumer, each consuming its queues on one channel.
+    consumers = assign(queues, args.consumers)
     start = 0
-    for share in split(len(consumer_queues), consumer_procs):
+    for share in split(len(consumers), consumer_procs):
         consumer = ConsumerSpec(
-            queues=consumer_queues[start : start + share],
+            consumers=consumers[start : start + share],
             prefetch=args.prefetch,
             manual_ack=not args.auto_ack,
             ack_every=args.multi_ack,
@@ -147,6 +183,7 @@ def _messaging_figures(args, outcome: runner.Outcome, producer_jobs, consumer_jo
     if args.confirm:
         figures["confirmed"] = sum(r["confirmed"] for r in produced)
         figures["nacked"] = sum(r["nacked"] for r in produced)
+        figures["unconfirmed"] = max(0, sent - figures["confirmed"])
     if args.scenario == "latency":
         samples = sorted(s for r in consumed for s in r["latency_ns"])
         figures["latency_us"] = latency_summary(samples)
@@ -169,6 +206,92 @@ def latency_summary(samples_ns: list[int]) -> dict:
         "p99.9": pick(0.999),
         "max": round(samples_ns[-1] / 1000, 1),
     }
+
+
+# -- backlog ----------------------------------------------------------------------------
+
+
+def _backlog(args, progress) -> dict:
+    """Publish ``--messages`` with confirms into queues nobody consumes; the broker's RSS
+    growth once they are all confirmed and have settled, per message and per queued copy."""
+    run_id = _run_id()
+    queues = queue_names(run_id, queue_count(args))
+    exchange = f"{run_id}-fanout" if len(queues) > 1 else ""
+    total = args.messages or BACKLOG_MESSAGES
+    window = args.confirm or BACKLOG_WINDOW
+    asyncio.run(_declare(args.url, queues, exchange, durable=args.persistent))
+    try:
+        shares = split(total, args.producers)
+        producer_procs, _ = _processes(args)
+        jobs = []
+        start = 0
+        for connections in split(len(shares), producer_procs):
+            producer = ProducerSpec(
+                connections=connections,
+                exchange=exchange,
+                routing_keys=[""] if exchange else queues,
+                size=args.size,
+                persistent=args.persistent,
+                confirm_window=window,
+                duration=float("inf"),
+                per_connection=shares[start : start + connections],
+                idle_timeout=args.drain_timeout,
+            )
+            start += connections
+            jobs.append(Job(args.url, len(jobs), producer=producer))
+
+        def settled() -> dict | None:
+            time.sleep(SETTLE_S)
+            return procstat.sample(args.broker_pid)
+
+        outcome = runner.run(
+            jobs,
+            over=lambda state: len(state.results) == len(jobs),
+            broker_pid=args.broker_pid,
+            progress=progress,
+            on_ready=settled,
+            timeout=args.timeout,
+        )
+        after = settled()
+        depth = asyncio.run(_depths(args.url, queues))
+    finally:
+        asyncio.run(_delete(args.url, queues, exchange))
+    produced = list(outcome.results.values())
+    sent = sum(r["sent"] for r in produced)
+    confirmed = sum(r["confirmed"] for r in produced)
+    figures = {
+        "sent": sent,
+        "confirmed": confirmed,
+        "nacked": sum(r["nacked"] for r in produced),
+        "unconfirmed": max(0, sent - confirmed),
+        "queued": depth,
+        "expected": sent * len(queues),
+        "lost": max(0, sent * len(queues) - depth),
+        "publish_rate": round(sent / max(outcome.wall_s, 1e-9), 1),
+    }
+    before = outcome.ready_sample
+    if before and after:
+        growth = after["rss_kib"] - before["rss_kib"]
+        figures["rss_before_kib"] = before["rss_kib"]
+        figures["rss_with_backlog_kib"] = after["rss_kib"]
+        figures["rss_per_message_bytes"] = round(1024 * growth / max(sent, 1), 1)
+        figures["rss_per_copy_bytes"] = round(1024 * growth / max(depth, 1), 1)
+    return _document(args, outcome, figures)
+
+
+async def _depths(url: str, queues: list[str]) -> int:
+    """Messages ready in the queues, from a passive queue.declare of each."""
+    client = await Client.connect(url)
+    try:
+        total = 0
+        for queue in queues:
+            ok = await client.call(
+                commands.Queue.Declare(queue=queue, passive=True), commands.Queue.DeclareOk
+            )
+            total += ok.message_count
+        return total
+    finally:
+        await client.close()
 
 
 async def _declare(url: str, queues: list[str], exchange: str, durable: bool) -> None:
@@ -198,9 +321,8 @@ async def _delete(url: str, queues: list[str], exchange: str) -> None:
         for queue in queues:
             await client.call(commands.Queue.Delete(queue=queue), commands.Queue.DeleteOk)
         if exchange:
-            await client.call(
-                commands.Exchange.Delete(exchange=exchange), commands.Exchange.DeleteOk
-            )
+            # No reply awaited: GarageMQ never answers exchange.delete (it ignores it).
+            client.send(1, commands.Exchange.Delete(exchange=exchange, nowait=True))
     finally:
         await client.close()
 
@@ -291,11 +413,25 @@ def _document(args, outcome: runner.Outcome, figures: dict) -> dict:
             "processes": len(outcome.results),
             "cpu_s": round(outcome.generator_cpu_s, 3),
             "cpu_percent": round(100 * outcome.generator_cpu_s / outcome.wall_s, 1),
+            **busiest(outcome.results.values()),
         },
         "wall_s": round(outcome.wall_s, 3),
         "xivo_bus_version": __version__,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def busiest(results) -> dict:
+    """The busiest producer and consumer process, in % of one core over its own run: near
+    100 % the load generator, not the broker, would set the pace."""
+    out = {}
+    for role, key in (("producer", "sent"), ("consumer", "last_receive")):
+        shares = [
+            100 * r["cpu_s"] / r["wall_s"] for r in results if key in r and r.get("wall_s", 0) > 0
+        ]
+        if shares:
+            out[f"busiest_{role}_percent"] = round(max(shares), 1)
+    return out
 
 
 def _safe_url(url: str) -> str:

@@ -71,19 +71,32 @@ def _publish_method(exchange: str, routing_key: str) -> bytes:
 
 
 def publish_frames(
-    channel: int, exchange: str, routing_key: str, properties: bytes, body: bytes
+    channel: int,
+    exchange: str,
+    routing_key: str,
+    properties: bytes,
+    body: bytes,
+    frame_max: int = FRAME_MAX,
 ) -> bytes:
-    """One complete publish (method, content header and body frames) as bytes."""
+    """One complete publish (method, content header and body frames) as bytes, the body
+    split into frames of at most ``frame_max`` bytes (what the broker tuned)."""
     method = _publish_method(exchange, routing_key)
-    return b"".join(frames.content_frames(channel, method, properties, body, FRAME_MAX))
+    return b"".join(frames.content_frames(channel, method, properties, body, frame_max))
 
 
-def publish_prefix(channel: int, exchange: str, routing_key: str, properties: bytes, size: int):
+def publish_prefix(
+    channel: int,
+    exchange: str,
+    routing_key: str,
+    properties: bytes,
+    size: int,
+    frame_max: int = FRAME_MAX,
+):
     """One publish of a ``size``-byte body up to the body itself: the method frame, the
     content header and the body frame's header. The body and a frame-end octet follow."""
-    if not 0 < size <= FRAME_MAX - frames.FRAME_OVERHEAD:
+    if not 0 < size <= frame_max - frames.FRAME_OVERHEAD:
         raise ValueError(f"message size {size} does not fit one body frame")
-    whole = publish_frames(channel, exchange, routing_key, properties, bytes(size))
+    whole = publish_frames(channel, exchange, routing_key, properties, bytes(size), frame_max)
     return whole[: -(size + 1)]  # all but the body and its frame end
 
 
@@ -99,16 +112,19 @@ class Client(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._skip = 0  # bytes still to come of a body frame nobody reads
         self._replies: asyncio.Queue = asyncio.Queue()
         self._drained: asyncio.Future | None = None
         self._paused = False
         self.closed: asyncio.Future = self.loop.create_future()
+        self.failure: AMQPError | None = None  # the broker closed the channel or connection
         self.frame_max = FRAME_MAX
         # Deliveries
         self.delivered = 0
         self.manual_ack = False
         self.ack_every = 1  # ack every delivery; N > 1 acks with multiple=True every N
-        self._unacked_tag = 0
+        self._unacked_tag = 0  # the highest delivery tag seen
+        self._tags: list[int] = []  # delivery tags of this read, in the order they came
         self._since_ack = 0
         self.want_bodies = False
         self.on_body = None  # called with the first 8 body bytes, when want_bodies
@@ -117,7 +133,8 @@ class Client(asyncio.Protocol):
         # Publisher confirms
         self.confirmed = 0
         self.nacked = 0
-        self._confirm_tag = 0
+        self._confirm_tag = 0  # every publish up to this tag is confirmed
+        self._confirmed_above: set[int] = set()  # and these, one by one, above it
         self.on_confirm = None
 
     # -- connecting ---------------------------------------------------------------------
@@ -217,6 +234,13 @@ class Client(asyncio.Protocol):
             self._drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._skip:
+            # The rest of a large body frame: counted, never copied into the buffer.
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return
+            data = data[self._skip :]
+            self._skip = 0
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -224,19 +248,24 @@ class Client(asyncio.Protocol):
         end_of_data = len(data)
         offset = 0
         delivered = 0
+        tags = self._tags
         unpack_header = _frame_header.unpack_from
         while end_of_data - offset >= 7:
             frame_type, channel, size = unpack_header(data, offset)
             end = offset + 7 + size
             if end >= end_of_data:
+                if frame_type == 3 and not self._await_body:
+                    self._skip = end + 1 - end_of_data
+                    offset = end_of_data
                 break
             if frame_type == 1:
                 index = _index.unpack_from(data, offset + 7)[0]
                 if index == frames.BASIC_DELIVER:
                     delivered += 1
                     if self.manual_ack:
-                        tag_at = offset + 12 + data[offset + 11]
-                        self._unacked_tag = _u64.unpack_from(data, tag_at)[0]
+                        # The tags as they come: a broker with several consumers on one
+                        # channel (GarageMQ) may send them out of order.
+                        tags.append(_u64.unpack_from(data, offset + 12 + data[offset + 11])[0])
                     self._await_body = self.want_bodies
                 elif index == frames.BASIC_ACK or index == BASIC_NACK:
                     self._on_confirm(index, *_ack_args.unpack_from(data, offset + 11))
@@ -260,16 +289,18 @@ class Client(asyncio.Protocol):
                 self.on_delivered(delivered)
 
     def _ack(self, count: int) -> None:
-        last = self._unacked_tag
+        tags = self._tags
         if self.ack_every > 1:
+            self._unacked_tag = max(self._unacked_tag, max(tags))
+            tags.clear()
             self._since_ack += count
             if self._since_ack >= self.ack_every:
                 self._since_ack = 0
-                self.transport.write(ack_frame(1, last, True))
+                self.transport.write(ack_frame(1, self._unacked_tag, True))
             return
         # One ack per delivery, as most applications do; written with one call.
-        tags = range(last - count + 1, last + 1)
         self.transport.write(b"".join([ack_frame(1, tag, False) for tag in tags]))
+        tags.clear()
 
     def flush_acks(self) -> None:
         """Ack whatever a multiple-ack consumer still holds."""
@@ -278,9 +309,27 @@ class Client(asyncio.Protocol):
             self.transport.write(ack_frame(1, self._unacked_tag, True))
 
     def _on_confirm(self, index: int, tag: int, bits: int) -> None:
-        count = tag - self._confirm_tag if bits & 1 else 1
-        if tag > self._confirm_tag:
-            self._confirm_tag = tag
+        """Count what a basic.ack or basic.nack newly settles. Brokers may confirm out of
+        order (RabbitMQ confirms a persistent message a consumer has already acked before
+        earlier ones are written): a single ack above the floor is remembered, a multiple
+        one settles everything up to its tag not settled yet."""
+        floor, above = self._confirm_tag, self._confirmed_above
+        if tag <= floor:
+            count = 0
+        elif bits & 1:
+            settled = [t for t in above if t <= tag] if above else ()
+            above.difference_update(settled)
+            count = tag - floor - len(settled)
+            floor = tag
+        elif tag in above:
+            count = 0
+        else:
+            above.add(tag)
+            count = 1
+        while floor + 1 in above:
+            floor += 1
+            above.discard(floor)
+        self._confirm_tag = floor
         if index == BASIC_NACK:
             self.nacked += count
         self.confirmed += count
@@ -294,6 +343,7 @@ class Client(asyncio.Protocol):
             return
         if isinstance(method, (commands.Connection.Close, commands.Channel.Close)):
             error = AMQPError(f"{method.reply_code} {method.reply_text}")
+            self.failure = self.failure or error
             if isinstance(method, commands.Connection.Close):
                 self.send(0, commands.Connection.CloseOk())
                 self.transport.close()

@@ -9,6 +9,7 @@ and sends back one result (counts, timestamps, latency samples and its own CPU t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import resource
 import struct
 import time
@@ -18,6 +19,7 @@ from xivo_bus.amqp import properties as amqp_properties
 from xivo_bus.bench.wire import Client, publish_frames, publish_prefix
 
 PROGRESS_INTERVAL = 0.1
+BATCH_BYTES = 256 * 1024  # largest write of several publishes
 _timestamp = struct.Struct(">Q")
 
 
@@ -25,19 +27,21 @@ _timestamp = struct.Struct(">Q")
 class ProducerSpec:
     connections: int
     exchange: str
-    routing_key: str
+    routing_keys: list[str]  # published to in turn, message by message
     size: int
     persistent: bool = False
     confirm_window: int = 0  # 0: no publisher confirms
     rate: float = 0.0  # messages/s per connection; 0: as fast as the broker takes them
     duration: float = 10.0
-    messages: int = 0  # per connection; 0: until the duration is over
-    batch: int = 64
+    messages: int = 0  # per connection (or the list's); 0: until the duration is over
+    batch: int = 64  # most publishes per write (fewer for large bodies, see BATCH_BYTES)
+    idle_timeout: float = 10.0  # stop waiting for confirms after this long without one
+    per_connection: list[int] | None = None  # messages of each connection, overrides
 
 
 @dataclass
 class ConsumerSpec:
-    queues: list[str]  # one connection per queue
+    consumers: list[list[str]]  # one connection per consumer, the queues it consumes
     prefetch: int = 0
     manual_ack: bool = True
     ack_every: int = 1
@@ -120,6 +124,7 @@ class _Worker:
         result: dict = {}
         if job.producer is not None:
             result = await self._produce(job.producer)
+            await asyncio.gather(*(self._settle(client, job.producer) for client in self.clients))
         elif job.connections is not None and job.connections.churn_concurrency:
             result = await self._churn(job.connections)
         else:
@@ -139,7 +144,15 @@ class _Worker:
 
     async def _wait_stop(self) -> None:
         while not self.stop.is_set():
+            self._check_clients()
             await asyncio.sleep(0.05)
+
+    def _check_clients(self) -> None:
+        """Fail the run as soon as the broker closes one of our channels (the parent
+        reports it), instead of waiting for deliveries that cannot come."""
+        for client in self.clients:
+            if client.failure is not None:
+                raise client.failure
 
     # -- consumers ----------------------------------------------------------------------
 
@@ -148,7 +161,7 @@ class _Worker:
 
         self.samples: list[int] = []
         self.first_receive = self.last_receive = 0.0
-        for queue in spec.queues:
+        for queues in spec.consumers:
             client = await Client.connect(self.job.url)
             client.manual_ack = spec.manual_ack
             client.ack_every = spec.ack_every
@@ -160,10 +173,11 @@ class _Worker:
                 await client.call(
                     commands.Basic.Qos(prefetch_count=spec.prefetch), commands.Basic.QosOk
                 )
-            await client.call(
-                commands.Basic.Consume(queue=queue, no_ack=not spec.manual_ack),
-                commands.Basic.ConsumeOk,
-            )
+            for queue in queues:
+                await client.call(
+                    commands.Basic.Consume(queue=queue, no_ack=not spec.manual_ack),
+                    commands.Basic.ConsumeOk,
+                )
             self.clients.append(client)
 
     def _delivered(self, count: int) -> None:
@@ -197,14 +211,19 @@ class _Worker:
     async def _produce(self, spec: ProducerSpec) -> dict:
         props = _properties(spec.persistent)
         started = time.monotonic()
-        if spec.rate:
-            tasks = [self._paced(client, spec, props, started) for client in self.clients]
-        else:
-            tasks = [self._flood(client, spec, props, started) for client in self.clients]
-        await asyncio.gather(*tasks)
+        limits = spec.per_connection or [spec.messages] * len(self.clients)
+        publish = self._paced if spec.rate else self._flood
+        await asyncio.gather(
+            *(
+                publish(client, spec, props, started, limit)
+                for client, limit in zip(self.clients, limits, strict=True)
+            )
+        )
         # Every confirm in before reporting, so that sent counts what the broker took.
         if spec.confirm_window:
-            await asyncio.gather(*(self._confirmed(client, sent) for client, sent in self.sent))
+            await asyncio.gather(
+                *(self._confirmed(client, sent, spec.idle_timeout) for client, sent in self.sent)
+            )
         return {
             "sent": self.count,
             "first_send": started,
@@ -213,30 +232,43 @@ class _Worker:
             "nacked": sum(client.nacked for client in self.clients),
         }
 
-    async def _flood(self, client: Client, spec: ProducerSpec, props: bytes, started: float):
+    async def _flood(
+        self, client: Client, spec: ProducerSpec, props: bytes, started: float, messages: int
+    ):
         """Publish as fast as the broker (and the confirm window) allows."""
-        one = publish_frames(1, spec.exchange, spec.routing_key, props, b"x" * spec.size)
-        batch = spec.batch
+        body = b"x" * spec.size
+        ones = [
+            publish_frames(1, spec.exchange, key, props, body, client.frame_max)
+            for key in spec.routing_keys
+        ]
+        batch = max(1, min(spec.batch, BATCH_BYTES // len(ones[0])))
         if spec.confirm_window:
             batch = max(1, min(batch, spec.confirm_window // 2))
-        chunk = one * batch
-        limit = spec.messages or float("inf")
-        deadline = started + spec.duration if not spec.messages else float("inf")
+        chunks = _rotations(ones, batch)
+        turns = len(ones)
+        limit = messages or float("inf")
+        deadline = started + spec.duration if not messages else float("inf")
         window = spec.confirm_window
         waiter = _Waiter(client)
         transport = client.transport
         sent = rounds = 0
         while sent < limit and not self.stop.is_set():
+            if client.failure is not None:
+                raise client.failure
             if client.closed.done():
                 raise ConnectionError("the broker closed the producer's connection")
             n = batch if sent + batch <= limit else int(limit - sent)
             if window:
                 room = window - (sent - client.confirmed)
                 if room <= 0:
-                    await waiter.wait(timeout=1.0)
+                    confirmed = client.confirmed
+                    await waiter.wait(timeout=spec.idle_timeout)
+                    if time.monotonic() >= deadline or client.confirmed == confirmed:
+                        break  # over, or the broker stopped confirming
                     continue
                 n = min(n, room)
-            transport.write(chunk if n == batch else one * n)
+            chunk, ends = chunks[sent % turns]
+            transport.write(chunk if n == batch else chunk[: ends[n - 1]])
             sent += n
             self.count += n
             await client.drain()
@@ -248,14 +280,21 @@ class _Worker:
         self.last_send = time.monotonic()
         self.sent.append((client, sent))
 
-    async def _paced(self, client: Client, spec: ProducerSpec, props: bytes, started: float):
+    async def _paced(
+        self, client: Client, spec: ProducerSpec, props: bytes, started: float, messages: int
+    ):
         """Publish at a fixed rate, each body starting with its send time (for latency)."""
-        prefix = publish_prefix(1, spec.exchange, spec.routing_key, props, max(spec.size, 8))
-        tail = b"x" * (max(spec.size, 8) - 8) + b"\xce"
+        size = max(spec.size, 8)
+        prefixes = [
+            publish_prefix(1, spec.exchange, key, props, size, client.frame_max)
+            for key in spec.routing_keys
+        ]
+        turns = len(prefixes)
+        tail = b"x" * (size - 8) + b"\xce"
         transport = client.transport
         rate = spec.rate
-        limit = spec.messages or float("inf")
-        deadline = started + spec.duration if not spec.messages else float("inf")
+        limit = messages or float("inf")
+        deadline = started + spec.duration if not messages else float("inf")
         pack = _timestamp.pack
         sent = 0
         while sent < limit and not self.stop.is_set():
@@ -266,18 +305,41 @@ class _Worker:
             if due <= 0:
                 await asyncio.sleep((sent + 1) / rate - (now - started))
                 continue
-            for _ in range(int(due)):
-                transport.write(prefix + pack(time.monotonic_ns()) + tail)
+            for i in range(sent, sent + int(due)):
+                transport.write(prefixes[i % turns] + pack(time.monotonic_ns()) + tail)
             sent += int(due)
             self.count += int(due)
             await client.drain()
         self.last_send = time.monotonic()
         self.sent.append((client, sent))
 
-    async def _confirmed(self, client: Client, sent: int) -> None:
+    async def _confirmed(self, client: Client, sent: int, idle_timeout: float) -> None:
+        """Wait for the confirms of what was sent, or until none came for ``idle_timeout``
+        seconds (a broker that never confirms some: the figures count them unconfirmed)."""
         waiter = _Waiter(client)
+        seen, since = client.confirmed, time.monotonic()
         while client.confirmed < sent and not client.closed.done() and not self.stop.is_set():
             await waiter.wait(timeout=0.2)
+            if client.confirmed != seen:
+                seen, since = client.confirmed, time.monotonic()
+            elif time.monotonic() - since > idle_timeout:
+                return
+
+    async def _settle(self, client: Client, spec: ProducerSpec) -> None:
+        """One round trip on the publishing channel before the connection closes, so that
+        the broker has taken every publish: GarageMQ drops publishes still queued inside
+        it when connection.close arrives (RabbitMQ and xivo-bus handle them in order)."""
+        from pamqp import commands
+
+        if client.closed.done():
+            return
+        try:
+            await asyncio.wait_for(
+                client.call(commands.Basic.Qos(prefetch_count=0), commands.Basic.QosOk),
+                spec.idle_timeout,
+            )
+        except TimeoutError:
+            pass
 
     # -- connections --------------------------------------------------------------------
 
@@ -321,6 +383,16 @@ class _Waiter:
             await asyncio.wait_for(self.future, timeout)
         except TimeoutError:
             pass
+
+
+def _rotations(ones: list[bytes], batch: int) -> list[tuple[bytes, list[int]]]:
+    """For each first routing key, ``batch`` publishes taking the keys in turn, and where
+    each publish ends in them (a shorter write is a prefix)."""
+    out = []
+    for first in range(len(ones)):
+        pieces = [ones[(first + i) % len(ones)] for i in range(batch)]
+        out.append((b"".join(pieces), list(itertools.accumulate(map(len, pieces)))))
+    return out
 
 
 def _properties(persistent: bool) -> bytes:
