@@ -823,3 +823,18 @@ def test_properties_round_trip_hypothesis(text, headers, delivery_mode, priority
             timestamp=timestamp,
         )
     )
+
+
+def test_the_buffer_of_a_client_that_keeps_streaming_stays_small():
+    """Large bodies arriving in reads that never end on a frame boundary: what was read is
+    dropped from the buffer, which would otherwise grow with everything ever received."""
+    reader = opened_reader(frame_max=131072)
+    stream = publish_frames(1, b"b" * 1_000_000, chunk=131064) * 40  # 40 MB
+    step = 65_537  # never a frame boundary for long
+    largest = 0
+    for start in range(0, len(stream), step):
+        reader.feed(stream[start : start + step])
+        while reader.next_event() is not None:
+            pass
+        largest = max(largest, len(reader._buffer))
+    assert largest < 2 * frames.COMPACT_AFTER + step

@@ -136,6 +136,9 @@ def method_ids(method: base.Frame) -> tuple[int, int]:
     return method.index >> 16, method.index & 0xFFFF
 
 
+COMPACT_AFTER = 1 << 20  # bytes read from the buffer before they are dropped from it
+
+
 class FrameReader:
     """Turns the bytes a client sends into events.
 
@@ -158,9 +161,16 @@ class FrameReader:
         return bool(self._partial)
 
     def feed(self, data: bytes) -> None:
-        if self._offset and self._offset == len(self._buffer):
-            self._buffer.clear()
-            self._offset = 0
+        offset = self._offset
+        if offset:
+            if offset == len(self._buffer):
+                self._buffer.clear()
+                self._offset = 0
+            elif offset >= COMPACT_AFTER:
+                # A client that keeps streaming (large bodies) rarely leaves the buffer
+                # exactly consumed: drop what was read, or the buffer only grows.
+                del self._buffer[:offset]
+                self._offset = 0
         self._buffer += data
 
     def next_event(self) -> Event | None:
