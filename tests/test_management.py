@@ -220,6 +220,30 @@ def test_messages_published_over_http_reach_amqp_consumers(api, amqp, plain_name
     channel.queue_delete(name)
 
 
+def test_the_type_property_both_ways(api, amqp, plain_name):
+    """AMQP's ``type`` (pamqp's message_type): published through the API, shown by get,
+    and seen by an AMQP consumer."""
+    name = f"{plain_name}-typed"
+    api.put(f"/api/queues/%2F/{q(name)}", json={})
+    published = api.post(
+        "/api/exchanges/%2F/amq.default/publish",
+        json={
+            "properties": {"type": "order"},
+            "routing_key": name,
+            "payload": "x",
+            "payload_encoding": "string",
+        },
+    )
+    assert published.json() == {"routed": True}
+    peek = {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}
+    assert api.post(f"/api/queues/%2F/{q(name)}/get", json=peek).json()[0]["properties"] == {
+        "type": "order"
+    }
+    method, properties, _ = amqp.channel().basic_get(name, auto_ack=True)
+    assert method is not None and properties.type == "order"
+    api.delete(f"/api/queues/%2F/{q(name)}")
+
+
 # -- exchanges and bindings ---------------------------------------------------------
 
 

@@ -102,7 +102,7 @@ def _decode_leniently(raw: bytes) -> commands.Basic.Properties:
     properties = commands.Basic.Properties()
     flags = (raw[0] << 8) | raw[1]
     offset = 2
-    for (flag, kind), name in zip(_LAYOUT, _NAMES, strict=True):
+    for (flag, kind), name in zip(_LAYOUT, NAMES, strict=True):
         if not flags & flag:
             continue
         if kind == "s":
@@ -124,7 +124,8 @@ def _decode_leniently(raw: bytes) -> commands.Basic.Properties:
 
 _long = struct.Struct(">I")
 _longlong = struct.Struct(">Q")
-_NAMES = (
+# pamqp's attribute name of each property, in the order of the flags
+NAMES = (
     "content_type",
     "content_encoding",
     "headers",

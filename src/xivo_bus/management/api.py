@@ -1217,28 +1217,20 @@ def _properties(given: dict) -> bytes:
             value = _object(value)
         else:
             value = str(value)
-        fields[key] = value
+        fields[PROPERTY_NAMES[key]] = value
     try:
         return amqp_properties.encode(commands.Basic.Properties(**fields))
     except (TypeError, ValueError) as error:
         raise bad_request(f"bad message properties: {error}") from None
 
 
-PROPERTY_NAMES = (
-    "content_type",
-    "content_encoding",
-    "headers",
-    "delivery_mode",
-    "priority",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "message_id",
-    "timestamp",
-    "type",
-    "user_id",
-    "app_id",
-)
+# the API's name of each property, and pamqp's attribute for it (AMQP's "type" is
+# pamqp's message_type; cluster_id, deprecated in 0-9-1, is not one of the API's)
+PROPERTY_NAMES = {
+    "type" if name == "message_type" else name: name
+    for name in amqp_properties.NAMES
+    if name != "cluster_id"
+}
 
 
 def _got(entry, remaining: int, encoding: str, truncate: int | None) -> dict:
@@ -1254,9 +1246,9 @@ def _got(entry, remaining: int, encoding: str, truncate: int | None) -> dict:
             pass
     decoded = amqp_properties.decode(message.raw_properties)
     shown_properties = {
-        name: json_value(getattr(decoded, name))
-        for name in PROPERTY_NAMES
-        if getattr(decoded, name, None) is not None
+        name: json_value(getattr(decoded, attribute))
+        for name, attribute in PROPERTY_NAMES.items()
+        if getattr(decoded, attribute, None) is not None
     }
     return {
         "payload_bytes": len(body),
