@@ -290,6 +290,7 @@ def test_data_files_are_created_private_in_a_private_directory(tmp_path):
         ]
         modes = {path.name: oct(mode(path)) for path in data_dir.iterdir()}
         assert set(names) <= set(modes)
+        assert modes.pop("pages") == oct(0o700)  # queue backlogs paged out
         assert modes == dict.fromkeys(modes, oct(0o600))  # ctl.sock (ctl's socket) too
     finally:
         assert broker.stop() == 0

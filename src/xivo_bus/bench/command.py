@@ -86,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser, url_default: str) -> None:
         default=10.0,
         help="give up waiting for deliveries or confirms after this many idle seconds (10)",
     )
+    load.add_argument(
+        "--drain",
+        action="store_true",
+        help="backlog: then consume it all (--consumers, --prefetch), for the drain rate "
+        "and the broker's memory once drained",
+    )
     load.add_argument("--timeout", type=float, default=600.0, help="longest run in seconds")
 
 

@@ -52,11 +52,19 @@ def rows(document: dict) -> list[tuple[str, str]]:
         if results["unconfirmed"]:
             out.append(("UNCONFIRMED", f"{results['unconfirmed']:,}"))
         out.append(("publish rate", f"{results['publish_rate']:,.0f} msg/s"))
+        if results.get("publishers_blocked"):
+            blocked = f"{results['publishers_blocked']:,} times, {results['blocked_s']:.1f} s"
+            out.append(("PUBLISHERS BLOCKED", blocked))
         if "rss_per_message_bytes" in results:
             out.append(("broker RSS before", _kib(results["rss_before_kib"])))
             out.append(("broker RSS with backlog", _kib(results["rss_with_backlog_kib"])))
             out.append(("RSS per message", f"{results['rss_per_message_bytes']:,.0f} B"))
             out.append(("RSS per queued copy", f"{results['rss_per_copy_bytes']:,.0f} B"))
+        if "drained" in results:
+            out.append(("drained", f"{results['drained']:,}"))
+            out.append(("drain rate", f"{results['drain_rate']:,.0f} msg/s"))
+        if "rss_after_drain_kib" in results:
+            out.append(("broker RSS after drain", _kib(results["rss_after_drain_kib"])))
     elif document["scenario"] == "connections":
         out.append(("idle connections", f"{results['idle_connections']:,}"))
         out.append(("open/close rate", f"{results['open_close_rate']:,.0f} connections/s"))

@@ -107,20 +107,30 @@ class _Drained:
         self.producer_jobs = producer_jobs
         self.consumer_jobs = consumer_jobs
         self.copies = copies  # a fanout delivers each message once per queue
-        self.drain_timeout = drain_timeout
-        self.received = -1
-        self.since = 0.0
+        self.stalled = _Stalled(drain_timeout)
 
     def __call__(self, state: runner.State) -> bool:
         if not all(i in state.results for i in self.producer_jobs):
             return False
         sent = sum(state.results[i]["sent"] for i in self.producer_jobs)
-        received = state.total(self.consumer_jobs)
-        if received >= sent * self.copies:
+        if state.total(self.consumer_jobs) >= sent * self.copies:
             return True
-        if received != self.received:
-            self.received, self.since = received, state.elapsed
-        return state.elapsed - self.since > self.drain_timeout
+        return self.stalled(state, self.consumer_jobs)
+
+
+class _Stalled:
+    """Whether no delivery came for ``timeout`` seconds."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.seen = -1
+        self.since = 0.0
+
+    def __call__(self, state: runner.State, jobs: list[int]) -> bool:
+        seen = state.total(jobs)
+        if seen != self.seen:
+            self.seen, self.since = seen, state.elapsed
+        return state.elapsed - self.since > self.timeout
 
 
 def _messaging_jobs(args, queues: list[str], exchange: str):
@@ -254,6 +264,7 @@ def _backlog(args, progress) -> dict:
         )
         after = settled()
         depth = asyncio.run(_depths(args.url, queues))
+        drained = _drain(args, queues, depth, progress) if args.drain else None
     finally:
         asyncio.run(_delete(args.url, queues, exchange))
     produced = list(outcome.results.values())
@@ -268,6 +279,8 @@ def _backlog(args, progress) -> dict:
         "expected": sent * len(queues),
         "lost": max(0, sent * len(queues) - depth),
         "publish_rate": round(sent / max(outcome.wall_s, 1e-9), 1),
+        "publishers_blocked": sum(r["blocked"] for r in produced),
+        "blocked_s": round(sum(r["blocked_s"] for r in produced), 3),
     }
     before = outcome.ready_sample
     if before and after:
@@ -276,7 +289,48 @@ def _backlog(args, progress) -> dict:
         figures["rss_with_backlog_kib"] = after["rss_kib"]
         figures["rss_per_message_bytes"] = round(1024 * growth / max(sent, 1), 1)
         figures["rss_per_copy_bytes"] = round(1024 * growth / max(depth, 1), 1)
+    if drained is not None:
+        figures.update(drained)
     return _document(args, outcome, figures)
+
+
+def _drain(args, queues: list[str], depth: int, progress) -> dict:
+    """Consumers take the whole backlog: the drain rate, and the broker's RSS once it is
+    drained (is the memory given back?)."""
+    _, consumer_procs = _processes(args)
+    consumers = assign(queues, args.consumers)
+    jobs = []
+    start = 0
+    for share in split(len(consumers), consumer_procs):
+        consumer = ConsumerSpec(
+            consumers=consumers[start : start + share],
+            prefetch=args.prefetch,
+            manual_ack=not args.auto_ack,
+            ack_every=args.multi_ack,
+        )
+        start += share
+        jobs.append(Job(args.url, len(jobs), consumer=consumer))
+    everyone = list(range(len(jobs)))
+    stalled = _Stalled(args.drain_timeout)
+    outcome = runner.run(
+        jobs,
+        over=lambda state: state.total(everyone) >= depth or stalled(state, everyone),
+        broker_pid=args.broker_pid,
+        progress=progress,
+        timeout=args.timeout,
+    )
+    received = sum(result["received"] for result in outcome.results.values())
+    first = min((r["first_receive"] for r in outcome.results.values() if r["received"]), default=0)
+    last = max((r["last_receive"] for r in outcome.results.values() if r["received"]), default=0)
+    figures = {
+        "drained": received,
+        "drain_rate": round(received / max(last - first, 1e-9), 1),
+    }
+    time.sleep(SETTLE_S)
+    sample = procstat.sample(args.broker_pid)
+    if sample:
+        figures["rss_after_drain_kib"] = sample["rss_kib"]
+    return figures
 
 
 async def _depths(url: str, queues: list[str]) -> int:

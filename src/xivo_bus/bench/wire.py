@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from urllib.parse import unquote, urlparse
 
 from pamqp import commands
@@ -136,6 +137,10 @@ class Client(asyncio.Protocol):
         self._confirm_tag = 0  # every publish up to this tag is confirmed
         self._confirmed_above: set[int] = set()  # and these, one by one, above it
         self.on_confirm = None
+        # connection.blocked from the broker (resource alarms): how often, how long
+        self.blocked = 0
+        self.blocked_s = 0.0
+        self._blocked_since: float | None = None
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -158,7 +163,10 @@ class Client(asyncio.Protocol):
         self.send(
             0,
             commands.Connection.StartOk(
-                client_properties={"product": "xivo-bus bench"},
+                client_properties={
+                    "product": "xivo-bus bench",
+                    "capabilities": {"connection.blocked": True},
+                },
                 mechanism="PLAIN",
                 response=response,
                 locale="en_US",
@@ -338,6 +346,15 @@ class Client(asyncio.Protocol):
 
     def _method(self, channel: int, payload: bytes) -> None:
         method = frames.decode_method(payload)
+        if isinstance(method, commands.Connection.Blocked):
+            self.blocked += 1
+            self._blocked_since = time.monotonic()
+            return
+        if isinstance(method, commands.Connection.Unblocked):
+            if self._blocked_since is not None:
+                self.blocked_s += time.monotonic() - self._blocked_since
+                self._blocked_since = None
+            return
         if isinstance(method, commands.Connection.CloseOk):
             self.transport.close()
             return

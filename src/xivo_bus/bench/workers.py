@@ -230,6 +230,8 @@ class _Worker:
             "last_send": self.last_send,
             "confirmed": sum(client.confirmed for client in self.clients),
             "nacked": sum(client.nacked for client in self.clients),
+            "blocked": sum(client.blocked for client in self.clients),
+            "blocked_s": round(sum(client.blocked_s for client in self.clients), 3),
         }
 
     async def _flood(

@@ -106,15 +106,17 @@ class Broker:
             self.state.users.put(user_from_store(stored))
         for vhost in self.vhosts.values():
             vhost.restore(recovered)
-        messages: dict[int, Message] = {}  # shared by the queues holding the same one
+        shared: dict[int, Message] = {}  # one object for the queues holding the same one
         names: dict[str, bytes] = {}
         unusable: dict[str, int] = {}
-        for vhost_name, queue, seq, expires_at, message_id, *content in self.store.entries():
+        store = self.store
+        for vhost_name, queue, seq, expires_at, message_id, *content in store.entries():
             try:
-                message = messages.get(message_id)
+                message = shared.get(message_id)
                 if message is None:
                     message = Message.from_store(message_id, *content, names)
-                    messages[message_id] = message
+                    if store.shared(message_id):
+                        shared[message_id] = message
                 vhost = self.vhosts.get(vhost_name)
                 if vhost is not None:
                     vhost.restore_entry(queue, seq, expires_at, message)

@@ -30,11 +30,13 @@ from typing import Any, NamedTuple
 from pamqp import encode
 
 from xivo_bus.amqp import fields
+from xivo_bus.broker.model.paging import PageFiles
 from xivo_bus.paths import private_database, private_dir
 
 log = logging.getLogger("xivo_bus.broker.store")
 
 FILENAME = "broker.sqlite"
+PAGES = "pages"  # queue backlogs paged out (``model.paging``): a cache, wiped at start
 CLEAN_MARK = "clean-stop"  # left by a stop that wrote everything; taken away at start
 
 
@@ -45,6 +47,8 @@ def _sync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
 BATCH_LIMIT = 5000  # writes per transaction at most
 
 SCHEMA = """
@@ -341,6 +345,10 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: sqlite3.Connection | None = None
         self._created_users_table = False
+        self.pages = PageFiles(self.directory / PAGES)
+        # persistent messages held by more than one durable queue: how many hold each
+        # (one that is not here is held by one); the row goes when the last lets go
+        self._holders: dict[int, int] = {}
 
     # -- opening and recovery -----------------------------------------------------------
 
@@ -364,6 +372,16 @@ class Store:
         except OSError as error:
             raise StoreError(f"cannot open {self.path}: {error}") from None
         recovered.fresh = fresh
+        try:
+            self.pages.reset()
+        except OSError as error:
+            raise StoreError(f"cannot create {self.pages.directory}: {error}") from None
+        self._holders = dict(
+            self._connection.execute(
+                "SELECT message_id, count(*) FROM queue_messages GROUP BY message_id "
+                "HAVING count(*) > 1"
+            )
+        )
         recovered.clean = self._was_stopped_cleanly() and not recovered.skipped
         last_id = self._connection.execute("SELECT max(id) FROM messages").fetchone()[0]
         self._next_message_id = (last_id or 0) + 1
@@ -698,6 +716,22 @@ class Store:
         message_id = self._next_message_id
         self._next_message_id += 1
         return message_id
+
+    def shared(self, message_id: int) -> bool:
+        """Whether more than one durable queue holds this stored message."""
+        return message_id in self._holders
+
+    def hold(self, message_id: int) -> None:
+        """One more durable queue holds a stored message."""
+        self._holders[message_id] = self._holders.get(message_id, 1) + 1
+
+    def release(self, message_id: int) -> bool:
+        """One durable queue less holds a stored message; whether that was the last (its
+        row can go too)."""
+        holders = self._holders.pop(message_id, 1)
+        if holders > 2:
+            self._holders[message_id] = holders - 1
+        return holders == 1
 
     def save_exchange(self, vhost: str, exchange) -> int:
         return self._submit(

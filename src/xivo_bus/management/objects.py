@@ -82,6 +82,7 @@ def queue(vhost: str, found, sampler: Sampler) -> dict:
     lengths = queue_lengths(found)
     counts = found.stats.totals()
     consumers = found.consumer_count
+    paged, paged_bytes = found.paged_out
     info: dict[str, Any] = {
         "arguments": json_value(found.arguments),
         "auto_delete": found.auto_delete,
@@ -97,15 +98,15 @@ def queue(vhost: str, found, sampler: Sampler) -> dict:
         "head_message_timestamp": None,
         "memory": 0,
         "message_bytes": 0,
-        "message_bytes_paged_out": 0,
+        "message_bytes_paged_out": paged_bytes,
         "message_bytes_persistent": 0,
         "message_bytes_ram": 0,
         "message_bytes_ready": 0,
         "message_bytes_unacknowledged": 0,
-        "messages_paged_out": 0,
+        "messages_paged_out": paged,
         "messages_persistent": 0,
-        "messages_ram": lengths["messages"],
-        "messages_ready_ram": lengths["messages_ready"],
+        "messages_ram": lengths["messages"] - paged,
+        "messages_ready_ram": lengths["messages_ready"] - paged,
         "messages_unacknowledged_ram": lengths["messages_unacknowledged"],
         "name": found.name,
         "node": NODE,

@@ -24,7 +24,6 @@ class Message:
         "body",
         "persistent",
         "store_id",
-        "stored_refs",
         "ttl",
         "bcc",
         "_properties",
@@ -39,11 +38,37 @@ class Message:
         self.body = body
         self.persistent = properties.delivery_mode(raw_properties) == 2
         self.store_id: int | None = None  # its row in the store, once written there
-        self.stored_refs = 0  # durable queues holding it on disk
         self.ttl: int | None = None  # the expiration property, in ms, when it has one
         # The BCC keys taken out of the headers: a dead-lettered copy is routed with them.
         self.bcc: list[str] | None = None
         self._properties: commands.Basic.Properties | None = None
+
+    @classmethod
+    def rebuilt(
+        cls,
+        exchange: str,
+        exchange_ss: bytes,
+        routing_key: str,
+        routing_key_ss: bytes,
+        raw_properties: bytes,
+        body: bytes,
+        persistent: bool,
+        store_id: int | None,
+    ) -> Message:
+        """A message read back from disk (the store, or a page of a queue's backlog)."""
+        message = cls.__new__(cls)
+        message.exchange = exchange
+        message.routing_key = routing_key
+        message.exchange_ss = exchange_ss
+        message.routing_key_ss = routing_key_ss
+        message.raw_properties = raw_properties
+        message.body = body
+        message.persistent = persistent
+        message.store_id = store_id
+        message.ttl = None
+        message.bcc = None
+        message._properties = None
+        return message
 
     @classmethod
     def from_store(
@@ -57,40 +82,18 @@ class Message:
     ) -> Message:
         """A persistent message read back at start-up; ``names`` caches encoded exchange
         names and routing keys, which many messages share."""
-        message = cls.__new__(cls)
-        message.exchange = exchange
-        message.routing_key = routing_key
-        message.exchange_ss = names.get(exchange) or names.setdefault(
-            exchange, frames.short_str(exchange)
-        )
-        message.routing_key_ss = names.get(routing_key) or names.setdefault(
+        exchange_ss = names.get(exchange) or names.setdefault(exchange, frames.short_str(exchange))
+        routing_key_ss = names.get(routing_key) or names.setdefault(
             routing_key, frames.short_str(routing_key)
         )
-        message.raw_properties = raw_properties
-        message.body = body
-        message.persistent = True
-        message.store_id = store_id
-        message.stored_refs = 0
-        message.ttl = None
-        message.bcc = None
-        message._properties = None
-        return message
-
-    # -- on disk: written once, however many durable queues hold it --------------------
+        return cls.rebuilt(
+            exchange, exchange_ss, routing_key, routing_key_ss, raw_properties, body, True, store_id
+        )
 
     def written_as(self, store_id: int) -> None:
-        """The store gave this message its row (when a first durable queue holds it)."""
+        """The store gave this message its row (when a first durable queue holds it); the
+        store counts the durable queues holding it (``Store.hold``, ``Store.release``)."""
         self.store_id = store_id
-
-    def held_on_disk(self) -> None:
-        """One more durable queue holds this message on disk."""
-        self.stored_refs += 1
-
-    def released_on_disk(self) -> int | None:
-        """One durable queue less holds it on disk; its store id when that was the last
-        one (its row can go too)."""
-        self.stored_refs -= 1
-        return self.store_id if self.stored_refs == 0 else None
 
     @property
     def properties(self) -> commands.Basic.Properties:

@@ -21,6 +21,7 @@ from typing import Any
 from xivo_bus.amqp import properties
 from xivo_bus.broker.model.arguments import QueueSettings, parse_expiration
 from xivo_bus.broker.model.message import Entry, Message
+from xivo_bus.broker.model.paging import PagedReady
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
 from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
@@ -121,6 +122,8 @@ class Queue:
         self.ready: Any
         if settings.max_priority:
             self.ready = PriorityReady(settings.max_priority)
+        elif host.store is not None:  # a data directory: backlogs are paged out there
+            self.ready = PagedReady(host.store.pages)
         elif settings.max_length_bytes is not None:
             self.ready = SizedReady()
         else:
@@ -146,6 +149,14 @@ class Queue:
     @property
     def message_count(self) -> int:
         return len(self.ready)
+
+    @property
+    def paged_out(self) -> tuple[int, int]:
+        """Ready messages on disk now (``model.paging``), and their body bytes."""
+        ready = self.ready
+        if isinstance(ready, PagedReady):
+            return ready.paged, ready.paged_bytes
+        return 0, 0
 
     @property
     def consumer_count(self) -> int:
@@ -243,7 +254,8 @@ class Queue:
         if message.store_id is None:
             message.written_as(store.new_message_id())
             store.save_message(message)
-        message.held_on_disk()
+        else:  # routed to several durable queues
+            store.hold(message.store_id)
         entry.stored = True
         expires_at = None
         if entry.expires is not None:  # loop time to wall-clock time, for the disk
@@ -263,7 +275,6 @@ class Queue:
             entry.expires = self.clock.time() + expires_at - time.time()
             self._expiring = True
         message = entry.message
-        message.held_on_disk()
         self._next_seq = max(self._next_seq, entry.seq)
         if message.ttl is None and properties.has_expiration(message.raw_properties):
             message.ttl = parse_expiration(message.properties.expiration)
@@ -277,8 +288,10 @@ class Queue:
         """A message leaves the queue for good (acked, rejected, purged, expired)."""
         if entry.stored:
             entry.stored = False
-            last = entry.message.released_on_disk()
-            self.host.store.remove_entry(self.host.name, self.name, entry.seq, last)
+            store = self.host.store
+            message_id = entry.message.store_id
+            last = message_id if store.release(message_id) else None
+            store.remove_entry(self.host.name, self.name, entry.seq, last)
 
     def _leave(self, entries: list[Entry], reason: str) -> None:
         """Ready entries leave for good (expired, dropped): dead-lettered, then
@@ -396,10 +409,10 @@ class Queue:
                 self._expiring = True
         entries.sort(key=_seq)
         ready = self.ready
-        if isinstance(ready, PriorityReady):
-            ready.requeue(entries)
-        else:
+        if isinstance(ready, deque):
             requeue_into(ready, entries)
+        else:
+            ready.requeue(entries)
         if self._limited and self.settings.overflow == "drop-head":
             self._drop_head()  # as RabbitMQ: a requeue may push the queue over its limit
         if self._expiring:
@@ -408,8 +421,9 @@ class Queue:
 
     def purge(self) -> int:
         count = len(self.ready)
-        for entry in self.ready:
-            self.discard(entry)
+        if self.stores_messages:  # only stored entries have anything to let go of
+            for entry in self.ready:
+                self.discard(entry)
         self.ready.clear()
         return count
 

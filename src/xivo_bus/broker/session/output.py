@@ -104,11 +104,7 @@ class Output:
         when closing)."""
         self._flush_handle = None
         durability = self._durability
-        if (
-            not force
-            and durability is not None
-            and self._barrier > durability.committed
-        ):
+        if not force and durability is not None and self._barrier > durability.committed:
             durability.notify(self)  # the output waits for the disk
             return
         transport = self.transport
