@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import brokers
+from sections import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- flood:begin -->", "<!-- flood:end -->"
 
 
 def bench(*args: str) -> subprocess.Popen:
@@ -79,7 +79,6 @@ def main() -> int:
     command = shlex.join(["benchmarks/flood_latency.py", *sys.argv[1:]])
     columns = ["quiet p50", "quiet p99", "flood p50", "flood p99", "flood max"]
     lines = [
-        BEGIN,
         f"Measured {time.strftime('%Y-%m-%d')} with `{command}`: round-trip latency (ms) of "
         f"100 msg/s on one queue, alone and while another client floods a queue nobody "
         f"consumes ({args.messages:,} messages, confirms); medians of {args.repeats} runs.",
@@ -90,15 +89,7 @@ def main() -> int:
     for name, row in figures.items():
         cells = " | ".join(f"{statistics.median(row[column]):.2f}" for column in columns)
         lines.append(f"| {name} | {cells} |")
-    lines.append(END)
-    output = Path(args.output)
-    text = output.read_text() if output.exists() else "# Reliability\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END) :]
-    else:
-        text += "\n## One flood and everyone else\n\n" + "\n".join(lines) + "\n"
-    output.write_text(text)
-    print("\n".join(lines))
+    write_section(Path(args.output), "flood", "One flood and everyone else", lines)
     return 0
 
 

@@ -482,6 +482,60 @@ def test_json_everywhere(api):
     json.loads(response.content)
 
 
+def test_a_publisher_to_a_queue_that_is_behind_shows_in_flow(api, managed, plain_name):
+    """Credit flow: a connection that publishes to a queue holding more ready messages
+    than it keeps in memory gets shorter turns and shows 'flow', however slowly it sends;
+    one publishing at the same pace to a queue that keeps up stays 'running'."""
+    process, _ = managed
+    publishers = {}
+    for kind in ("behind", "keeping-up"):
+        client = RawClient(process.host, process.port)
+        client.handshake()
+        client.open_channel(1)
+        client.send(1, commands.Queue.Declare(queue=f"{plain_name}-{kind}"))
+        client.expect(commands.Queue.DeclareOk, 1)
+        publishers[kind] = client
+
+    def publish(kind: str, count: int) -> None:
+        one = (
+            frame.marshal(commands.Basic.Publish(routing_key=f"{plain_name}-{kind}"), 1)
+            + frame.marshal(header.ContentHeader(0, 10), 1)
+            + frame.marshal(pamqp_body.ContentBody(b"b" * 10), 1)
+        )
+        publishers[kind].sock.sendall(one * count)
+
+    publish("behind", 3000)  # more than the 2048 a queue's head holds
+    poll(lambda: api.get(f"/api/queues/%2F/{q(plain_name)}-behind").json()["messages"] == 3000)
+    ports = {kind: client.sock.getsockname()[1] for kind, client in publishers.items()}
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            for kind in publishers:
+                publish(kind, 1)
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    seen: dict[str, set] = {"behind": set(), "keeping-up": set()}
+
+    def states() -> bool:
+        for connection in api.get("/api/connections").json():
+            for kind, port in ports.items():
+                if connection["peer_port"] == port:
+                    seen[kind].add(connection["state"])
+        return "flow" in seen["behind"]
+
+    try:
+        poll(states, timeout=60)
+    finally:
+        stop.set()
+        sender.join(10)
+    assert seen["keeping-up"] == {"running"}
+    for client in publishers.values():
+        client.close()
+
+
 def test_a_flooding_connection_shows_in_flow(api, managed, plain_name):
     """A client that sends faster than its turn of the event loop allows is not read
     until the others had theirs: RabbitMQ's 'flow' state, seen in the connection's

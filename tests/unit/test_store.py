@@ -4,11 +4,13 @@ import sqlite3
 
 from xivo_bus.broker.store import (
     AddEntry,
+    DeleteQueue,
     MarkDelivered,
     RemoveEntry,
     SaveMessage,
     SaveQueue,
     Store,
+    _without_acked,
     encode_table,
 )
 
@@ -61,10 +63,43 @@ def test_while_full_removals_go_first_and_cancel_their_own_additions(tmp_path):
             start=1,
         )
     )
-    left = store._write_what_frees_space(pending)
+    left = store._write_what_frees_space(_without_acked(pending))
     assert [op for _, op in left] == [
         SaveMessage(2, "", "q", b"", b"still to write"),
         AddEntry("/", "q", 2, 2, None),
+    ]
+
+
+def test_a_batch_skips_what_it_would_only_undo():
+    """A persistent message acked before its batch is written is never written; a
+    removal undoes only the latest addition of its entry, and still deletes a message
+    whose row an earlier batch wrote."""
+    shared = SaveMessage(7, "", "q", b"", b"in two queues")
+    earlier = RemoveEntry("/", "q", 3, 5)  # message 5 was written by an earlier batch
+    batch = [
+        SaveMessage(1, "", "q", b"", b"acked at once"),
+        AddEntry("/", "q", 1, 1, None),
+        shared,
+        AddEntry("/", "a", 1, 7, None),
+        AddEntry("/", "b", 1, 7, None),
+        AddEntry("/", "q", 3, 5, None),
+        RemoveEntry("/", "q", 1, 1),
+        RemoveEntry("/", "a", 1, None),  # b still holds message 7
+        MarkDelivered("/", "q", 3),
+        earlier,
+        DeleteQueue("/", "r"),
+        AddEntry("/", "r", 1, 8, None),  # r declared again: its seq 1 anew
+        RemoveEntry("/", "r", 1, None),
+        AddEntry("/", "r", 1, 9, None),
+    ]
+    left = [op for _, op in _without_acked(list(enumerate(batch)))]
+    assert left == [
+        shared,
+        AddEntry("/", "b", 1, 7, None),
+        MarkDelivered("/", "q", 3),
+        RemoveEntry("/", "q", 3, 5),
+        DeleteQueue("/", "r"),
+        AddEntry("/", "r", 1, 9, None),
     ]
 
 

@@ -605,6 +605,8 @@ class Store:
                     stopping = True
                     break
                 pending.append(item)
+            last = pending[-1][0]
+            pending = _without_acked(pending)
             try:
                 self._commit([op for _, op in pending])
             except sqlite3.Error as error:
@@ -618,33 +620,14 @@ class Store:
                 time.sleep(0.2)  # keep the new messages, try again
                 continue
             failing = False
-            self._loop.call_soon_threadsafe(self._committed, pending[-1][0])
+            self._loop.call_soon_threadsafe(self._committed, last)
             pending = []
 
     def _write_what_frees_space(self, pending: list[tuple[int, Any]]) -> list:
         """While new messages cannot be written, still write removals, delivery marks
-        and definitions, so consumers can make room; return what is still to write.
-
-        A message removed before its own write made it is dropped from both lists, so it
-        cannot come back to life."""
+        and definitions, so consumers can make room; return what is still to write."""
         growing = [item for item in pending if isinstance(item[1], _GROWING)]
         other = [item for item in pending if not isinstance(item[1], _GROWING)]
-        new_entries = {
-            (op.vhost, op.queue, op.seq) for _, op in growing if isinstance(op, AddEntry)
-        }
-        cancelled_entries = set()
-        cancelled_messages = set()
-        for _, op in other:
-            if isinstance(op, RemoveEntry) and (op.vhost, op.queue, op.seq) in new_entries:
-                cancelled_entries.add((op.vhost, op.queue, op.seq))
-                if op.last_reference_to is not None:
-                    cancelled_messages.add(op.last_reference_to)
-        growing = [
-            (seq, op)
-            for seq, op in growing
-            if not (isinstance(op, AddEntry) and (op.vhost, op.queue, op.seq) in cancelled_entries)
-            and not (isinstance(op, SaveMessage) and op.id in cancelled_messages)
-        ]
         if other:
             try:
                 self._commit([op for _, op in other])
@@ -831,6 +814,38 @@ class Store:
 
     def delivered(self, vhost: str, queue_name: str, seq: int) -> int:
         return self._submit(_new(MarkDelivered, (vhost, queue_name, seq)))
+
+
+def _without_acked(pending: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Writes without those that would only be undone in the same batch: an entry added
+    and then removed (a persistent message acked, or dropped, before it was written) is
+    not written at all, nor its message when that was the last queue holding it. A
+    removal matches the latest addition of its entry before it (a queue deleted and
+    declared again numbers its entries anew)."""
+    added: dict[tuple[str, str, int], int] = {}  # entry -> index of its addition
+    dropped: set[int] = set()
+    saved: dict[int, int] = {}  # message id -> index of its SaveMessage
+    for index, (_, op) in enumerate(pending):
+        kind = type(op)
+        if kind is SaveMessage:
+            saved[op.id] = index
+        elif kind is AddEntry:
+            added[(op.vhost, op.queue, op.seq)] = index
+        elif kind is RemoveEntry:
+            addition = added.pop((op.vhost, op.queue, op.seq), None)
+            if addition is None:
+                continue
+            dropped.add(addition)
+            message = op.last_reference_to
+            if message is None:
+                dropped.add(index)
+            elif message in saved:  # the message was never written either
+                dropped.add(index)
+                dropped.add(saved.pop(message))
+            # else its row is on disk from an earlier batch: the removal deletes it
+    if not dropped:
+        return pending
+    return [item for index, item in enumerate(pending) if index not in dropped]
 
 
 SALVAGE_CHUNK = 256

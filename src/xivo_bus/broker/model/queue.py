@@ -21,12 +21,17 @@ from typing import Any
 from xivo_bus.amqp import properties
 from xivo_bus.broker.model.arguments import QueueSettings, parse_expiration
 from xivo_bus.broker.model.message import Entry, Message
-from xivo_bus.broker.model.paging import PagedReady
+from xivo_bus.broker.model.paging import HEAD_ENTRIES, PagedReady
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
 from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
 
 log = logging.getLogger("xivo_bus.broker")
+
+# A queue holding more ready messages than this is behind (its consumers, if any, do not
+# keep up): whoever publishes to it gets shorter turns (``session.connection``), as
+# RabbitMQ's credit flow slows a publisher down to what its queues take.
+BEHIND = HEAD_ENTRIES
 
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
 # hair early.
@@ -149,6 +154,10 @@ class Queue:
     @property
     def message_count(self) -> int:
         return len(self.ready)
+
+    @property
+    def behind(self) -> bool:
+        return len(self.ready) > BEHIND
 
     @property
     def paged_out(self) -> tuple[int, int]:

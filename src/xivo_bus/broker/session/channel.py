@@ -57,6 +57,9 @@ class ChannelConnection(QueueOwner, Protocol):
 
     def confirms_pending(self, channel: Channel) -> None: ...
 
+    def outran_queue(self) -> None:
+        """A publish went to a queue that is behind (``Queue.behind``)."""
+
     def client_capability(self, name: str) -> bool: ...
 
     def close_channel(self, channel: Channel, error: errors.ChannelError) -> None: ...
@@ -588,6 +591,7 @@ class Channel:
         exchange.stats.publish_out += 1
         write = 0
         refused = False
+        behind = False
         message = message.without_bcc()
         for queue in queues:
             queue_write = queue.enqueue(message)
@@ -595,6 +599,10 @@ class Channel:
                 refused = True
             elif queue_write > write:
                 write = queue_write
+            if queue.behind:
+                behind = True
+        if behind:
+            self.connection.outran_queue()
         return write, refused
 
     def send_confirms(self) -> None:

@@ -35,6 +35,9 @@ _RUNNING, _CLOSING, _CLOSED = State.RUNNING, State.CLOSING, State.CLOSED  # read
 CLOSE_OK_TIMEOUT = 1.0
 # frames handled in one turn of the event loop before the others get theirs (~0.5 ms)
 TURN_EVENTS = 64
+# ...and by a connection publishing to queues that are behind (credit flow): it keeps
+# publishing, at a pace that leaves the event loop to the others
+FLOW_EVENTS = 16
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -87,6 +90,8 @@ class Connection(asyncio.Protocol):
         self.auth_mechanism = ""
         self.frame_max = tuning.frame_max
         self._confirming: dict[Channel, None] = {}
+        # credit flow: this turn, the last one published to a queue that is behind
+        self._outran = self._in_flow = False
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self.loop.time()
 
@@ -136,7 +141,8 @@ class Connection(asyncio.Protocol):
         if state.closed:
             return
         reader = self.reader
-        budget = TURN_EVENTS
+        budget = FLOW_EVENTS if self._in_flow else TURN_EVENTS
+        self._outran = False
         while state.state is not _CLOSED:
             if not budget:
                 self.output.pause_reading(TURN)
@@ -157,6 +163,7 @@ class Connection(asyncio.Protocol):
                 self._fail(error)
             except Exception:  # a bug of ours must not take the broker down
                 self.internal_error()
+        self._in_flow = self._outran
         try:
             if self._confirming:
                 for channel in self._confirming:
@@ -178,14 +185,17 @@ class Connection(asyncio.Protocol):
     @property
     def flow_state(self) -> str:
         """As RabbitMQ shows a connection: ``blocked`` under a resource alarm, ``flow``
-        while it is not read because it outran the broker (its turn is over, or its
-        writes wait for the disk), ``running`` otherwise."""
+        while it outruns the broker (it publishes to queues that are behind, its turn is
+        over, or its writes wait for the disk), ``running`` otherwise."""
         output = self.output
         if output.paused_for(ALARM):
             return "blocked"
-        if output.paused_for(TURN) or output.paused_for(DISK):
+        if self._in_flow or output.paused_for(TURN) or output.paused_for(DISK):
             return "flow"
         return "running"
+
+    def outran_queue(self) -> None:
+        self._outran = True
 
     @property
     def user_name(self) -> str:
