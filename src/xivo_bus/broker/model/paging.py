@@ -1,13 +1,14 @@
 """Queue backlogs paged to disk.
 
-A queue that pages keeps its ready messages in three parts, in order: the ``head`` in
-memory (what goes out next), ``pages`` on disk (files of a thousand or so entries), and
-the ``tail`` in memory (the newest, not yet written). Past ``HEAD_ENTRIES`` entries or
-``HEAD_BYTES`` bytes at the head, new messages gather in the tail, which is written out
-as a page when it reaches ``PAGE_ENTRIES`` entries or ``PAGE_BYTES`` bytes; when the head
-runs dry the oldest page is read back into it. Memory per queue stays bounded however
-long the backlog, as in RabbitMQ's classic queues (version 2), transient messages
-included.
+A queue keeps its ready messages in a plain deque while it keeps up. Once it holds more
+than its head keeps in memory (``HEAD_ENTRIES`` entries or ``HEAD_BYTES`` bytes) it falls
+behind, and with a data directory its ready list becomes a ``PagedReady``, in three parts,
+in order: the ``head`` in memory (what goes out next), ``pages`` on disk (files of a
+thousand or so entries), and the ``tail`` in memory (the newest, not yet written), which
+is written out as a page when it reaches ``PAGE_ENTRIES`` entries or ``PAGE_BYTES``
+bytes; when the head runs dry the oldest page is read back into it. Memory per queue
+stays bounded however long the backlog, as in RabbitMQ's classic queues (version 2),
+transient messages included.
 
 Pages are a cache, not a record: persistent messages in durable queues are in the store
 too, and a start wipes the page directory. A page is written with the entry's queue
@@ -24,7 +25,7 @@ import os
 import shutil
 import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -114,6 +115,17 @@ class PagedReady:
         self.head_bytes = 0
         self.tail_bytes = 0
         self._page_at = 1  # times the page size: more after a write fails
+
+    @classmethod
+    def holding(cls, files: PageFiles, entries: Iterable[Entry]) -> PagedReady:
+        """A paged list that starts with ``entries`` (a queue's ready list as it fell
+        behind) as its head; a plain deque is taken as it is, not copied."""
+        paged = cls(files)
+        head = entries if type(entries) is deque else deque(entries)
+        paged.head = head
+        paged.count = len(head)
+        paged.bytes = paged.head_bytes = sum(len(entry.message.body) for entry in head)
+        return paged
 
     @property
     def paged(self) -> int:
@@ -278,9 +290,11 @@ def encode(entries: list[Entry]) -> bytes:
 
 def decode(data: bytes) -> list[Entry]:
     entries = []
+    add = entries.append
     names: dict[bytes, str] = {}
     unpack = _HEADER.unpack_from
     header = _HEADER.size
+    new = object.__new__
     offset = 0
     end = len(data)
     while offset < end:
@@ -298,26 +312,34 @@ def decode(data: bytes) -> list[Entry]:
         offset += body_length
         if len(body) != body_length:
             raise ValueError("page cut short")
-        message = Message.rebuilt(
-            _name(names, exchange_ss),
-            exchange_ss,
-            _name(names, routing_key_ss),
-            routing_key_ss,
-            properties,
-            body,
-            bool(flags & _PERSISTENT),
-            store_id if flags & _STORE_ID else None,
+        # built field by field: a page holds a thousand of them, read back on the loop
+        message = new(Message)
+        exchange = names.get(exchange_ss)
+        message.exchange = exchange if exchange is not None else _name(names, exchange_ss)
+        routing_key = names.get(routing_key_ss)
+        message.routing_key = (
+            routing_key if routing_key is not None else _name(names, routing_key_ss)
         )
-        if flags & _TTL:
-            message.ttl = ttl
+        message.exchange_ss = exchange_ss
+        message.routing_key_ss = routing_key_ss
+        message.raw_properties = properties
+        message.body = body
+        message.persistent = bool(flags & _PERSISTENT)
+        message.store_id = store_id if flags & _STORE_ID else None
+        message.ttl = ttl if flags & _TTL else None
+        message._properties = None
         if bcc_length:
             message.bcc = json.loads(data[offset : offset + bcc_length])
             offset += bcc_length
-        entry = Entry(message, seq, bool(flags & _REDELIVERED))
+        else:
+            message.bcc = None
+        entry = new(Entry)
+        entry.message = message
+        entry.seq = seq
+        entry.redelivered = bool(flags & _REDELIVERED)
         entry.stored = bool(flags & _STORED)
-        if flags & _EXPIRES:
-            entry.expires = expires
-        entries.append(entry)
+        entry.expires = expires if flags & _EXPIRES else None
+        add(entry)
     return entries
 
 

@@ -21,15 +21,16 @@ from typing import Any
 from xivo_bus.amqp import properties
 from xivo_bus.broker.model.arguments import QueueSettings, parse_expiration
 from xivo_bus.broker.model.message import Entry, Message
-from xivo_bus.broker.model.paging import HEAD_ENTRIES, PagedReady
+from xivo_bus.broker.model.paging import HEAD_BYTES, HEAD_ENTRIES, PagedReady
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
 from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
 
 log = logging.getLogger("xivo_bus.broker")
 
-# A queue holding more ready messages than this is behind (its consumers, if any, do not
-# keep up): whoever publishes to it gets shorter turns (``session.connection``), as
+# A queue holding more ready messages than its head keeps in memory (``model.paging``)
+# is behind (its consumers, if any, do not keep up): with a data directory its backlog is
+# paged out, and whoever publishes to it gets shorter turns (``session.connection``), as
 # RabbitMQ's credit flow slows a publisher down to what its queues take.
 BEHIND = HEAD_ENTRIES
 
@@ -127,12 +128,15 @@ class Queue:
         self.ready: Any
         if settings.max_priority:
             self.ready = PriorityReady(settings.max_priority)
-        elif host.store is not None:  # a data directory: backlogs are paged out there
-            self.ready = PagedReady(host.store.pages)
         elif settings.max_length_bytes is not None:
             self.ready = SizedReady()
         else:
             self.ready = deque()
+        # A deque, in C, while the queue keeps up; a ``PagedReady`` while it is behind,
+        # with a data directory to page to (not for priority queues)
+        self._unpaged = type(self.ready)
+        self._pages = None if host.store is None or settings.max_priority else host.store.pages
+        self.behind = False
         self._message_ttl = settings.message_ttl
         self._limited = settings.limited
         self._dead_letters = settings.dead_letter_exchange is not None
@@ -154,10 +158,6 @@ class Queue:
     @property
     def message_count(self) -> int:
         return len(self.ready)
-
-    @property
-    def behind(self) -> bool:
-        return len(self.ready) > BEHIND
 
     @property
     def paged_out(self) -> tuple[int, int]:
@@ -197,10 +197,30 @@ class Queue:
         write = 0
         if entry.message.persistent and self.stores_messages:
             write = self._store_entry(entry)
-        self.ready.append(entry)
+        ready = self.ready
+        ready.append(entry)
         if self.consumers:
             self.dispatch()
+        count = len(ready)
+        if count > BEHIND or (count > 16 and count * len(entry.message.body) > HEAD_BYTES):
+            self._fell_behind()
+        elif self.behind:
+            self._caught_up()
         return write
+
+    def _fell_behind(self) -> None:
+        """More ready messages than the head keeps in memory: the backlog pages out."""
+        self.behind = True
+        ready = self.ready
+        if self._pages is not None and type(ready) is not PagedReady:
+            self.ready = PagedReady.holding(self._pages, ready)
+
+    def _caught_up(self) -> None:
+        """Back under the head's bound: a plain ready list again once nothing is paged."""
+        self.behind = False
+        ready = self.ready
+        if type(ready) is PagedReady and not ready.pages and not ready.tail:
+            self.ready = ready.head if self._unpaged is deque else self._unpaged(ready.head)
 
     def _enqueue_with_settings(self, message: Message) -> int | None:
         """``enqueue`` for a queue with limits or a TTL, or a message with a TTL."""
@@ -290,6 +310,8 @@ class Queue:
         if entry.expires is None and (message.ttl is not None or self._message_ttl is not None):
             self._set_expiry(entry)
         self.ready.append(entry)
+        if len(self.ready) > BEHIND:
+            self._fell_behind()
         if self._expiring:
             self._schedule_expiry()
 

@@ -32,9 +32,10 @@ def requeue_into(ready: deque[Entry], entries: list[Entry]) -> None:
 class SizedReady(deque):
     """A deque of entries that keeps the sum of their body sizes in ``bytes``."""
 
-    def __init__(self) -> None:
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
         super().__init__()
         self.bytes = 0
+        self.extend(entries)
 
     def append(self, entry: Entry) -> None:
         self.bytes += len(entry.message.body)

@@ -35,9 +35,9 @@ _RUNNING, _CLOSING, _CLOSED = State.RUNNING, State.CLOSING, State.CLOSED  # read
 CLOSE_OK_TIMEOUT = 1.0
 # frames handled in one turn of the event loop before the others get theirs (~0.5 ms)
 TURN_EVENTS = 64
-# ...and by a connection publishing to queues that are behind (credit flow): it keeps
-# publishing, at a pace that leaves the event loop to the others
-FLOW_EVENTS = 16
+# A connection that publishes to queues that are behind (credit flow) waits one more
+# turn of the loop between its batches: it keeps publishing, at a pace that leaves the
+# loop to the others (their consumers first)
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -141,12 +141,12 @@ class Connection(asyncio.Protocol):
         if state.closed:
             return
         reader = self.reader
-        budget = FLOW_EVENTS if self._in_flow else TURN_EVENTS
+        budget = TURN_EVENTS
         self._outran = False
         while state.state is not _CLOSED:
             if not budget:
                 self.output.pause_reading(TURN)
-                self.loop.call_soon(self._process)
+                self.loop.call_soon(self._one_turn_later if self._outran else self._process)
                 break
             budget -= 1
             try:
@@ -196,6 +196,9 @@ class Connection(asyncio.Protocol):
 
     def outran_queue(self) -> None:
         self._outran = True
+
+    def _one_turn_later(self) -> None:
+        self.loop.call_soon(self._process)
 
     @property
     def user_name(self) -> str:
