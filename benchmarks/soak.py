@@ -21,7 +21,8 @@ from pathlib import Path
 from sections import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY = re.compile(r"=+ (.*?) in ([\d.]+)s")
+# pytest -q ends with "2045 passed, 3 warnings in 332.60s (0:05:32)" (failures: "=== ... ===")
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed|error).*?) in ([\d.]+)s", re.MULTILINE)
 FAILED = re.compile(r"^(FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
