@@ -536,6 +536,51 @@ def test_a_publisher_to_a_queue_that_is_behind_shows_in_flow(api, managed, plain
         client.close()
 
 
+def test_a_publisher_waits_for_consumers_that_do_not_keep_up(api, managed, plain_name):
+    """Credit flow: a flood into a queue whose consumer works but is slower is not read
+    while that consumer catches up, so the backlog stays near what a queue keeps in
+    memory instead of growing with everything sent; nothing is lost."""
+    process, _ = managed
+    name = f"{plain_name}-slow-consumer"
+    count = 100_000
+    consumer = pika.BlockingConnection(pika.ConnectionParameters(process.host, process.port))
+    channel = consumer.channel()
+    channel.queue_declare(name)
+    channel.basic_qos(prefetch_count=50)
+    received = []
+
+    def on_message(ch, method, _properties, _body):
+        received.append(method.delivery_tag)
+        ch.basic_ack(method.delivery_tag)
+
+    channel.basic_consume(name, on_message)
+    flood = RawClient(process.host, process.port)
+    flood.handshake()
+    flood.open_channel(1)
+    one = (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key=name), 1)
+        + frame.marshal(header.ContentHeader(0, 100), 1)
+        + frame.marshal(pamqp_body.ContentBody(b"f" * 100), 1)
+    )
+    sender = threading.Thread(target=lambda: flood.sock.sendall(one * count), daemon=True)
+    sender.start()
+    deepest = 0
+    deadline = time.monotonic() + 120
+    while len(received) < count and time.monotonic() < deadline:
+        consumer.process_data_events(time_limit=0.05)
+        if len(received) % 5 == 0:
+            queue = api.get(f"/api/queues/%2F/{q(name)}").json()
+            deepest = max(deepest, queue.get("messages_ready", 0))
+    sender.join(10)
+    assert len(received) == count
+    # without credit flow the backlog grows to most of the flood (the publisher is
+    # several times faster than this consumer); with it, it stays near the 2048 a
+    # queue keeps in memory (one batch of each turn above it)
+    assert deepest < 20_000, deepest
+    flood.close()
+    consumer.close()
+
+
 def test_a_flooding_connection_shows_in_flow(api, managed, plain_name):
     """A client that sends faster than its turn of the event loop allows is not read
     until the others had theirs: RabbitMQ's 'flow' state, seen in the connection's

@@ -140,6 +140,12 @@ class QueueHost(Protocol):
         exchange."""
 
 
+class FlowWaiter(Protocol):
+    """A publisher waiting for a queue's consumers to catch up (credit flow)."""
+
+    def queue_caught_up(self) -> None: ...
+
+
 class Blockable(Protocol):
     """A connection, as the resource alarms see it."""
 

@@ -24,7 +24,14 @@ from xivo_bus.broker.model.message import Entry, Message
 from xivo_bus.broker.model.paging import HEAD_BYTES, HEAD_ENTRIES, PagedReady
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
 from xivo_bus.broker.model.stats import MessageStats
-from xivo_bus.broker.roles import Clock, ConsumerChannel, QueueHost, QueueOwner, Timer
+from xivo_bus.broker.roles import (
+    Clock,
+    ConsumerChannel,
+    FlowWaiter,
+    QueueHost,
+    QueueOwner,
+    Timer,
+)
 
 log = logging.getLogger("xivo_bus.broker")
 
@@ -33,6 +40,9 @@ log = logging.getLogger("xivo_bus.broker")
 # paged out, and whoever publishes to it gets shorter turns (``session.connection``), as
 # RabbitMQ's credit flow slows a publisher down to what its queues take.
 BEHIND = HEAD_ENTRIES
+# ...and it has caught up (publishers that waited for its consumers are read again) with
+# this many or fewer
+CAUGHT_UP = BEHIND // 2
 
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
 # hair early.
@@ -137,6 +147,9 @@ class Queue:
         self._unpaged = type(self.ready)
         self._pages = None if host.store is None or settings.max_priority else host.store.pages
         self.behind = False
+        # publishers waiting for its consumers to catch up (credit flow)
+        self._waiting: dict[FlowWaiter, None] = {}
+        self._taken_seen = 0  # deliveries when last asked (consumers_progressing)
         self._message_ttl = settings.message_ttl
         self._limited = settings.limited
         self._dead_letters = settings.dead_letter_exchange is not None
@@ -214,6 +227,25 @@ class Queue:
         ready = self.ready
         if self._pages is not None and type(ready) is not PagedReady:
             self.ready = PagedReady.holding(self._pages, ready)
+
+    def consumers_progressing(self) -> bool:
+        """Whether its consumers took messages since this was last asked: a publisher
+        waits for consumers that are working, not for stalled ones."""
+        stats = self.stats
+        taken = stats.deliver + stats.deliver_no_ack
+        progressing = taken != self._taken_seen
+        self._taken_seen = taken
+        return progressing
+
+    def wait_until_caught_up(self, publisher: FlowWaiter) -> None:
+        """``publisher.queue_caught_up()`` once this queue's consumers have taken it back
+        to ``CAUGHT_UP`` ready messages (or it has no consumers left, or goes)."""
+        self._waiting[publisher] = None
+
+    def _release_publishers(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for publisher in waiting:
+            publisher.queue_caught_up()
 
     def _caught_up(self) -> None:
         """Back under the head's bound: a plain ready list again once nothing is paged."""
@@ -456,6 +488,8 @@ class Queue:
             for entry in self.ready:
                 self.discard(entry)
         self.ready.clear()
+        if self._waiting:
+            self._release_publishers()
         return count
 
     # -- TTL ----------------------------------------------------------------------------
@@ -563,6 +597,8 @@ class Queue:
             self.host.delete_queue(self)
             return
         if not self.consumers:
+            if self._waiting:  # nobody to wait for
+                self._release_publishers()
             self.used()
         elif self._single_active:
             self.dispatch()  # the next consumer in line becomes the active one
@@ -582,7 +618,9 @@ class Queue:
                     self._hand_out(consumer, ready.popleft())
                     break
             else:
-                return  # nobody can take more now
+                break  # nobody can take more now
+        if self._waiting and len(ready) <= CAUGHT_UP:
+            self._release_publishers()
 
     def _dispatch_with_settings(self) -> None:
         """``dispatch`` for a queue with expiring messages, a single active consumer or
@@ -601,6 +639,8 @@ class Queue:
             self._hand_out(consumer, ready.popleft())
         if self._expiring:
             self._schedule_expiry()
+        if self._waiting and len(self.ready) <= CAUGHT_UP:
+            self._release_publishers()
 
     def _next_consumer(self) -> Consumer | None:
         consumers = self.consumers

@@ -57,7 +57,7 @@ class ChannelConnection(QueueOwner, Protocol):
 
     def confirms_pending(self, channel: Channel) -> None: ...
 
-    def outran_queue(self) -> None:
+    def outran_queue(self, queue: Queue) -> None:
         """A publish went to a queue that is behind (``Queue.behind``)."""
 
     def client_capability(self, name: str) -> bool: ...
@@ -591,7 +591,7 @@ class Channel:
         exchange.stats.publish_out += 1
         write = 0
         refused = False
-        behind = False
+        behind = None  # a queue that is behind, if any (credit flow)
         message = message.without_bcc()
         for queue in queues:
             queue_write = queue.enqueue(message)
@@ -600,9 +600,9 @@ class Channel:
             elif queue_write > write:
                 write = queue_write
             if queue.behind:
-                behind = True
-        if behind:
-            self.connection.outran_queue()
+                behind = queue
+        if behind is not None:
+            self.connection.outran_queue(behind)
         return write, refused
 
     def send_confirms(self) -> None:

@@ -23,7 +23,15 @@ from xivo_bus.broker.model import wording
 from xivo_bus.broker.model.queue import Queue
 from xivo_bus.broker.model.vhost import VHost
 from xivo_bus.broker.session.channel import Channel
-from xivo_bus.broker.session.output import ALARM, AUTH_FAILURE, DISK, SHUTDOWN, TURN, Output
+from xivo_bus.broker.session.output import (
+    ALARM,
+    AUTH_FAILURE,
+    DISK,
+    FLOW,
+    SHUTDOWN,
+    TURN,
+    Output,
+)
 from xivo_bus.broker.session.server_state import ServerState
 from xivo_bus.broker.session.state import ConnectionState, Event, State
 from xivo_bus.broker.users import User
@@ -35,9 +43,12 @@ _RUNNING, _CLOSING, _CLOSED = State.RUNNING, State.CLOSING, State.CLOSED  # read
 CLOSE_OK_TIMEOUT = 1.0
 # frames handled in one turn of the event loop before the others get theirs (~0.5 ms)
 TURN_EVENTS = 64
-# A connection that publishes to queues that are behind (credit flow) waits one more
-# turn of the loop between its batches: it keeps publishing, at a pace that leaves the
-# loop to the others (their consumers first)
+# Credit flow, as RabbitMQ's: a connection that publishes to a queue that is behind waits
+# one more turn of the loop between its batches, so that the others go first; when that
+# queue has consumers at work (who do not keep up), it is not read until they have caught
+# up, or for this long at most (seconds: a client consuming what it publishes must not
+# wait on itself for long)
+FLOW_WAIT = 0.1
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -92,6 +103,7 @@ class Connection(asyncio.Protocol):
         self._confirming: dict[Channel, None] = {}
         # credit flow: this turn, the last one published to a queue that is behind
         self._outran = self._in_flow = False
+        self._flow_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self.loop.time()
 
@@ -130,7 +142,8 @@ class Connection(asyncio.Protocol):
         if state.closed:
             return
         self.reader.feed(data)
-        if not self.output.paused_for(TURN):
+        output = self.output
+        if not (output.paused_for(TURN) or output.paused_for(FLOW)):
             self._process()
 
     def _process(self) -> None:
@@ -163,6 +176,8 @@ class Connection(asyncio.Protocol):
                 self._fail(error)
             except Exception:  # a bug of ours must not take the broker down
                 self.internal_error()
+            if self._flow_timer is not None:
+                break  # waits for a queue's consumers to catch up
         self._in_flow = self._outran
         try:
             if self._confirming:
@@ -190,12 +205,40 @@ class Connection(asyncio.Protocol):
         output = self.output
         if output.paused_for(ALARM):
             return "blocked"
-        if self._in_flow or output.paused_for(TURN) or output.paused_for(DISK):
+        if (
+            self._in_flow
+            or output.paused_for(FLOW)
+            or output.paused_for(TURN)
+            or output.paused_for(DISK)
+        ):
             return "flow"
         return "running"
 
-    def outran_queue(self) -> None:
+    def outran_queue(self, queue: Queue) -> None:
         self._outran = True
+        if (
+            self._flow_timer is None
+            and queue.consumers
+            and queue.consumers_progressing()
+            and not self.state.closed
+        ):
+            self.output.pause_reading(FLOW)
+            self._flow_timer = self.loop.call_later(FLOW_WAIT, self.queue_caught_up)
+            queue.wait_until_caught_up(self)
+
+    def queue_caught_up(self) -> None:
+        """The queue this connection waited for caught up (or the wait is over): read
+        it again, starting with what it had sent meanwhile."""
+        timer, self._flow_timer = self._flow_timer, None
+        if timer is None:
+            return
+        timer.cancel()
+        if self.state.closed:
+            return
+        self.output.resume_reading(FLOW)
+        # the turn it stopped in may have been one that TURN had scheduled: the next one
+        # takes that reason away once all it sent is handled
+        self.loop.call_soon(self._process)
 
     def _one_turn_later(self) -> None:
         self.loop.call_soon(self._process)

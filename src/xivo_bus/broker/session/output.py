@@ -29,6 +29,7 @@ ALARM = "alarm"  # a resource alarm is on and it publishes
 SHUTDOWN = "shutdown"  # the broker writes its last to the store
 AUTH_FAILURE = "auth failure"  # its login was refused: the refusal comes a little later
 TURN = "turn"  # it had its turn of the event loop; the rest of what it sent comes next
+FLOW = "flow"  # it publishes to a queue whose consumers do not keep up (credit flow)
 
 
 class Output:
