@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import brokers
-from sections import write_section
+from sections import table, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = {
@@ -77,19 +77,18 @@ def main() -> int:
             broker.stop()
             broker.cleanup()
     command = shlex.join(["benchmarks/backlog_paging.py", *sys.argv[1:]])
-    lines = [
+    caption = (
         f"Measured {time.strftime('%Y-%m-%d')} with `{command}`: {args.messages:,} messages "
         f"of 1 KB published with confirms into one queue nobody consumes, then drained by "
         f"one consumer (prefetch 1000, an ack per message); each broker with its defaults "
         f"(RabbitMQ: classic queue, memory watermark 40 %); medians of {args.repeats} "
-        f"run{'s' if args.repeats > 1 else ''}.",
-        "",
-        "| broker | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
-    ]
-    for name, row in figures.items():
-        cells = " | ".join(f"{statistics.median(row[column]):,.0f}" for column in COLUMNS)
-        lines.append(f"| {name} | {cells} |")
+        f"run{'s' if args.repeats > 1 else ''}."
+    )
+    rows = {
+        name: [f"{statistics.median(row[column]):,.0f}" for column in COLUMNS]
+        for name, row in figures.items()
+    }
+    lines = table(caption, list(COLUMNS), rows)
     write_section(Path(args.output), "paging", "Long backlogs", lines)
     return 0
 

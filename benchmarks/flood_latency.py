@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import brokers
-from sections import write_section
+from sections import table, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,17 +78,16 @@ def main() -> int:
             broker.cleanup()
     command = shlex.join(["benchmarks/flood_latency.py", *sys.argv[1:]])
     columns = ["quiet p50", "quiet p99", "flood p50", "flood p99", "flood max"]
-    lines = [
+    caption = (
         f"Measured {time.strftime('%Y-%m-%d')} with `{command}`: round-trip latency (ms) of "
         f"100 msg/s on one queue, alone and while another client floods a queue nobody "
-        f"consumes ({args.messages:,} messages, confirms); medians of {args.repeats} runs.",
-        "",
-        "| broker | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
-    for name, row in figures.items():
-        cells = " | ".join(f"{statistics.median(row[column]):.2f}" for column in columns)
-        lines.append(f"| {name} | {cells} |")
+        f"consumes ({args.messages:,} messages, confirms); medians of {args.repeats} runs."
+    )
+    rows = {
+        name: [f"{statistics.median(row[column]):.2f}" for column in columns]
+        for name, row in figures.items()
+    }
+    lines = table(caption, columns, rows)
     write_section(Path(args.output), "flood", "One flood and everyone else", lines)
     return 0
 

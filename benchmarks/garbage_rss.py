@@ -20,7 +20,7 @@ from pathlib import Path
 
 import brokers
 from pamqp import commands, frame
-from sections import write_section
+from sections import table, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_ROUND = 2000
@@ -87,18 +87,16 @@ def main() -> int:
     half = args.rounds // 2
     command = shlex.join(["benchmarks/garbage_rss.py", *sys.argv[1:]])
     columns = ["at rest", *(f"after {n * PER_ROUND:,}" for n in shown), "last half, per round"]
-    lines = [
+    caption = (
         f"Measured {time.strftime('%Y-%m-%d')} with `{command}`: broker RSS (MiB) at rest and "
         f"after rounds of {PER_ROUND:,} connections sending garbage ({AT_ONCE} at a time); "
-        "the last column is the growth per round over the second half of the run.",
-        "",
-        "| broker | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
+        "the last column is the growth per round over the second half of the run."
+    )
+    cells = {}
     for name, mib in rows.items():
         slope = (mib[-1] - mib[half]) / max(1, args.rounds - half)
-        cells = [f"{mib[0]:.1f}", *(f"{mib[n]:.1f}" for n in shown), f"{slope:+.2f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        cells[name] = [f"{mib[0]:.1f}", *(f"{mib[n]:.1f}" for n in shown), f"{slope:+.2f}"]
+    lines = table(caption, columns, cells)
     write_section(Path(args.output), "garbage", "Memory after many bad clients", lines)
     return 0
 

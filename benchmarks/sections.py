@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def table(caption: str, columns: list[str], rows: dict[str, list[str]]) -> list[str]:
+    """A caption, then a Markdown table of one row per broker."""
+    lines = [caption, "", "| broker | " + " | ".join(columns) + " |"]
+    lines.append("|---|" + "---|" * len(columns))
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
+    return lines
+
+
 def write_section(output: Path, name: str, heading: str, lines: list[str]) -> None:
     """Put ``lines`` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in
     ``output``; a document without them gets them at its end, under ``heading``."""

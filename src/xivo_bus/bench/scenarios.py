@@ -152,10 +152,20 @@ def _messaging_jobs(args, queues: list[str], exchange: str):
         )
         jobs.append(Job(args.url, len(jobs), producer=producer))
     producer_jobs = list(range(len(jobs)))
-    # One connection per consumer, each consuming its queues on one channel.
+    jobs += _consumer_jobs(args, queues, consumer_procs, len(jobs), latency)
+    consumer_jobs = list(range(len(producer_jobs), len(jobs)))
+    return jobs, producer_jobs, consumer_jobs
+
+
+def _consumer_jobs(
+    args, queues: list[str], processes: int, first: int, latency: bool = False
+) -> list[Job]:
+    """One connection per consumer, each consuming its queues on one channel, spread
+    over ``processes`` jobs numbered from ``first``."""
     consumers = assign(queues, args.consumers)
+    jobs = []
     start = 0
-    for share in split(len(consumers), consumer_procs):
+    for share in split(len(consumers), processes):
         consumer = ConsumerSpec(
             consumers=consumers[start : start + share],
             prefetch=args.prefetch,
@@ -164,9 +174,8 @@ def _messaging_jobs(args, queues: list[str], exchange: str):
             latency=latency,
         )
         start += share
-        jobs.append(Job(args.url, len(jobs), consumer=consumer))
-    consumer_jobs = list(range(len(producer_jobs), len(jobs)))
-    return jobs, producer_jobs, consumer_jobs
+        jobs.append(Job(args.url, first + len(jobs), consumer=consumer))
+    return jobs
 
 
 def _messaging_figures(args, outcome: runner.Outcome, producer_jobs, consumer_jobs, copies):
@@ -298,18 +307,7 @@ def _drain(args, queues: list[str], depth: int, progress) -> dict:
     """Consumers take the whole backlog: the drain rate, and the broker's RSS once it is
     drained (is the memory given back?)."""
     _, consumer_procs = _processes(args)
-    consumers = assign(queues, args.consumers)
-    jobs = []
-    start = 0
-    for share in split(len(consumers), consumer_procs):
-        consumer = ConsumerSpec(
-            consumers=consumers[start : start + share],
-            prefetch=args.prefetch,
-            manual_ack=not args.auto_ack,
-            ack_every=args.multi_ack,
-        )
-        start += share
-        jobs.append(Job(args.url, len(jobs), consumer=consumer))
+    jobs = _consumer_jobs(args, queues, consumer_procs, 0)
     everyone = list(range(len(jobs)))
     stalled = _Stalled(args.drain_timeout)
     outcome = runner.run(
