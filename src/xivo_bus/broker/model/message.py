@@ -44,33 +44,6 @@ class Message:
         self._properties: commands.Basic.Properties | None = None
 
     @classmethod
-    def rebuilt(
-        cls,
-        exchange: str,
-        exchange_ss: bytes,
-        routing_key: str,
-        routing_key_ss: bytes,
-        raw_properties: bytes,
-        body: bytes,
-        persistent: bool,
-        store_id: int | None,
-    ) -> Message:
-        """A message read back from disk (the store, or a page of a queue's backlog)."""
-        message = cls.__new__(cls)
-        message.exchange = exchange
-        message.routing_key = routing_key
-        message.exchange_ss = exchange_ss
-        message.routing_key_ss = routing_key_ss
-        message.raw_properties = raw_properties
-        message.body = body
-        message.persistent = persistent
-        message.store_id = store_id
-        message.ttl = None
-        message.bcc = None
-        message._properties = None
-        return message
-
-    @classmethod
     def from_store(
         cls,
         store_id: int,
@@ -82,13 +55,23 @@ class Message:
     ) -> Message:
         """A persistent message read back at start-up; ``names`` caches encoded exchange
         names and routing keys, which many messages share."""
-        exchange_ss = names.get(exchange) or names.setdefault(exchange, frames.short_str(exchange))
-        routing_key_ss = names.get(routing_key) or names.setdefault(
+        message = cls.__new__(cls)
+        message.exchange = exchange
+        message.routing_key = routing_key
+        message.exchange_ss = names.get(exchange) or names.setdefault(
+            exchange, frames.short_str(exchange)
+        )
+        message.routing_key_ss = names.get(routing_key) or names.setdefault(
             routing_key, frames.short_str(routing_key)
         )
-        return cls.rebuilt(
-            exchange, exchange_ss, routing_key, routing_key_ss, raw_properties, body, True, store_id
-        )
+        message.raw_properties = raw_properties
+        message.body = body
+        message.persistent = True
+        message.store_id = store_id
+        message.ttl = None
+        message.bcc = None
+        message._properties = None
+        return message
 
     def written_as(self, store_id: int) -> None:
         """The store gave this message its row (when a first durable queue holds it); the

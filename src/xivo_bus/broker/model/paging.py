@@ -344,7 +344,6 @@ def decode(data: bytes) -> list[Entry]:
 
 
 def _name(names: dict[bytes, str], short_string: bytes) -> str:
-    name = names.get(short_string)
-    if name is None:
-        name = names[short_string] = short_string[1:].decode("utf-8")
+    """A short string's text, decoded once a page (``names`` did not have it)."""
+    name = names[short_string] = short_string[1:].decode("utf-8")
     return name

@@ -37,12 +37,19 @@ log = logging.getLogger("xivo_bus.broker")
 
 # A queue holding more ready messages than its head keeps in memory (``model.paging``)
 # is behind (its consumers, if any, do not keep up): with a data directory its backlog is
-# paged out, and whoever publishes to it gets shorter turns (``session.connection``), as
+# paged out, and whoever publishes to it is slowed down (``session.connection``), as
 # RabbitMQ's credit flow slows a publisher down to what its queues take.
 BEHIND = HEAD_ENTRIES
 # ...and it has caught up (publishers that waited for its consumers are read again) with
 # this many or fewer
 CAUGHT_UP = BEHIND // 2
+
+
+def beyond_head(count: int, size: int) -> bool:
+    """Whether ``count`` ready messages (the newest of ``size`` bytes) are more than a
+    queue's head keeps in memory: by number, or by bytes as their size says."""
+    return count > BEHIND or (count > 16 and count * size > HEAD_BYTES)
+
 
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
 # hair early.
@@ -214,8 +221,7 @@ class Queue:
         ready.append(entry)
         if self.consumers:
             self.dispatch()
-        count = len(ready)
-        if count > BEHIND or (count > 16 and count * len(entry.message.body) > HEAD_BYTES):
+        if beyond_head(len(ready), len(entry.message.body)):
             self._fell_behind()
         elif self.behind:
             self._caught_up()
@@ -342,7 +348,7 @@ class Queue:
         if entry.expires is None and (message.ttl is not None or self._message_ttl is not None):
             self._set_expiry(entry)
         self.ready.append(entry)
-        if len(self.ready) > BEHIND:
+        if beyond_head(len(self.ready), len(message.body)):
             self._fell_behind()
         if self._expiring:
             self._schedule_expiry()
