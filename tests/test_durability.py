@@ -14,7 +14,8 @@ import pytest
 from amqp_raw import RawClient
 from conftest import serve_argv, start_broker
 from durability import crash_cycles
-from pamqp import commands
+from pamqp import body as pamqp_body
+from pamqp import commands, frame, header
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
@@ -258,31 +259,9 @@ def test_full_store_blocks_publishers_and_loses_nothing(tmp_path, name):
     """With the store at its size limit: no confirm for what is not written, publishers
     are told they are blocked, consumers go on; once they make room, all is confirmed."""
     broker = start_broker("--data-dir", str(tmp_path), "--max-store-size", str(400_000))
-    publisher = RawClient(broker.host, broker.port, timeout=0.5)
-    publisher.handshake(capabilities={"connection.blocked": True, "publisher_confirms": True})
-    publisher.open_channel(1)
-    publisher.send(1, commands.Queue.Declare(queue=name, durable=True))
-    publisher.expect(commands.Queue.DeclareOk, 1)
-    publisher.send(1, commands.Confirm.Select())
-    publisher.expect(commands.Confirm.SelectOk, 1)
-    body = b"z" * 2000
-    confirmed, blocked, published = 0, None, 0
-    while blocked is None:  # publish until the broker says it is blocked
-        for _ in range(20):
-            publisher.publish(1, "", name, body, commands.Basic.Properties(delivery_mode=2))
-            published += 1
-        try:
-            while True:
-                _, frame = publisher.recv_frame()
-                if isinstance(frame, commands.Basic.Ack):
-                    confirmed = frame.delivery_tag
-                elif isinstance(frame, commands.Connection.Blocked):
-                    blocked = frame.reason
-        except TimeoutError:
-            pass
-        assert published < 2000, "the store never filled up"
-    assert "full" in blocked
+    publisher, published, confirmed = fill_store(broker, name)
     assert confirmed < published  # what could not be written is not confirmed
+    body = b"z" * 2000
 
     connection = connect(broker)  # a consumer makes room
     channel = connection.channel()
@@ -308,6 +287,95 @@ def test_full_store_blocks_publishers_and_loses_nothing(tmp_path, name):
     assert (confirmed, got) == (published, published)
     publisher.close()
     connection.close()
+    broker.stop()
+
+
+def fill_store(broker, queue: str) -> tuple[RawClient, int, int]:
+    """Publish persistent messages with confirms into ``queue`` until the store is full
+    and the publisher is told it is blocked ("full" in the reason); returns that
+    publisher, how many it published and the last confirm it got."""
+    publisher = RawClient(broker.host, broker.port, timeout=0.5)
+    publisher.handshake(capabilities={"connection.blocked": True, "publisher_confirms": True})
+    publisher.open_channel(1)
+    publisher.send(1, commands.Queue.Declare(queue=queue, durable=True))
+    publisher.expect(commands.Queue.DeclareOk, 1)
+    publisher.send(1, commands.Confirm.Select())
+    publisher.expect(commands.Confirm.SelectOk, 1)
+    body = b"z" * 2000
+    confirmed, blocked, published = 0, None, 0
+    while blocked is None:  # publish until the broker says it is blocked
+        for _ in range(20):
+            publisher.publish(1, "", queue, body, commands.Basic.Properties(delivery_mode=2))
+            published += 1
+        try:
+            while True:
+                _, frame = publisher.recv_frame()
+                if isinstance(frame, commands.Basic.Ack):
+                    confirmed = frame.delivery_tag
+                elif isinstance(frame, commands.Connection.Blocked):
+                    blocked = frame.reason
+        except TimeoutError:
+            pass
+        assert published < 2000, "the store never filled up"
+    assert "full" in blocked
+    return publisher, published, confirmed
+
+
+def test_a_consumed_message_is_confirmed_before_its_write(tmp_path, name):
+    """As RabbitMQ: a persistent message is confirmed once on disk or once every queue
+    that stored it is done with it, whichever comes first. With the store full (nothing
+    can be written), what a consumer acks is confirmed all the same."""
+    broker = start_broker("--data-dir", str(tmp_path), "--max-store-size", str(400_000))
+    consumer_connection = connect(broker)
+    consumer = consumer_connection.channel()
+    consumer.queue_declare(f"{name}-live", durable=True)
+    acked: list[bytes] = []
+
+    def take(channel, method, properties, body):
+        channel.basic_ack(method.delivery_tag)
+        acked.append(body)
+
+    consumer.basic_consume(f"{name}-live", take)
+    filler, _, _ = fill_store(broker, f"{name}-full")
+
+    publisher = RawClient(broker.host, broker.port, timeout=0.2)
+    publisher.handshake(capabilities={"connection.blocked": True, "publisher_confirms": True})
+    publisher.open_channel(1)
+    publisher.send(1, commands.Confirm.Select())
+    publisher.expect(commands.Confirm.SelectOk, 1)
+    # in one write: under the alarm, the broker stops reading the publisher after what
+    # it has read when it sees a publish (it is blocked)
+    persistent = commands.Basic.Properties(delivery_mode=2)
+    publisher.send_raw(
+        b"".join(
+            frame.marshal(part, 1)
+            for number in range(10)
+            for part in (
+                commands.Basic.Publish(routing_key=f"{name}-live"),
+                header.ContentHeader(0, len(b"%d" % number), persistent),
+                pamqp_body.ContentBody(b"%d" % number),
+            )
+        )
+    )
+    confirmed: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not acked or len(confirmed) < len(acked):
+        assert time.monotonic() < deadline, f"{len(acked)} acked, confirmed: {confirmed}"
+        consumer_connection.process_data_events(time_limit=0.05)
+        try:
+            while True:
+                _, reply = publisher.recv_frame()
+                if isinstance(reply, commands.Basic.Ack):
+                    first = 1 if reply.multiple else reply.delivery_tag
+                    confirmed.update(range(first, reply.delivery_tag + 1))
+                assert not isinstance(reply, commands.Connection.Unblocked)
+        except TimeoutError:
+            pass
+    assert confirmed == set(range(1, len(acked) + 1))
+    assert acked == [b"%d" % number for number in range(len(acked))]
+    publisher.close()
+    filler.close()
+    consumer_connection.close()
     broker.stop()
 
 

@@ -338,7 +338,9 @@ class Store:
         self.failed: str | None = None  # why commits fail now (disk full, ...)
         self._seq = 0
         self._next_message_id = 1
-        self._ops: queue.SimpleQueue = queue.SimpleQueue()  # (write seq, op) or None: stop
+        # to the writer: lists of (write seq, op), or None: stop
+        self._ops: queue.SimpleQueue = queue.SimpleQueue()
+        self._turn: list[tuple[int, Any]] = []  # this turn's writes, handed over after it
         self._listeners: dict[Any, None] = {}
         self._on_failure: list[Callable[[str | None], Any]] = []
         self._thread: threading.Thread | None = None
@@ -566,6 +568,7 @@ class Store:
         """Write what is pending, then stop the writer; with everything on disk, leave the
         clean-stop mark for the next start."""
         if self._thread is not None:
+            self._hand_over()
             self._ops.put(None)
             self._thread.join()
             self._thread = None
@@ -583,8 +586,23 @@ class Store:
 
     def _submit(self, op: NamedTuple) -> int:
         self._seq += 1
-        self._ops.put((self._seq, op))
+        turn = self._turn
+        if not turn:
+            if self._loop is None:  # not started: the writer takes it when it starts
+                self._ops.put([(self._seq, op)])
+                return self._seq
+            self._loop.call_soon(self._loop.call_soon, self._hand_over)
+        turn.append((self._seq, op))
         return self._seq
+
+    def _hand_over(self) -> None:
+        """Give the writer this turn's writes at once, after the turn: woken while the
+        loop still works on what caused them, the writer thread would take the
+        interpreter from it between two callbacks and delay the deliveries and replies
+        of the same turn."""
+        if self._turn:
+            self._ops.put(self._turn)
+            self._turn = []
 
     def _write_loop(self) -> None:
         pending: list[tuple[int, Any]] = []
@@ -592,19 +610,19 @@ class Store:
         failing = False
         while not stopping or pending:
             if not pending:
-                item = self._ops.get()
-                if item is None:
+                writes = self._ops.get()
+                if writes is None:
                     break
-                pending.append(item)
+                pending += writes
             while len(pending) < BATCH_LIMIT and not stopping:
                 try:
-                    item = self._ops.get_nowait()
+                    writes = self._ops.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if writes is None:
                     stopping = True
                     break
-                pending.append(item)
+                pending += writes
             last = pending[-1][0]
             pending = _without_acked(pending)
             try:
@@ -655,7 +673,10 @@ class Store:
                 )
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (a full disk): the error that
+            # says why is the one to report, not the ROLLBACK's
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
 
     # -- on the loop: commit results ----------------------------------------------------

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pamqp import commands
 
 from xivo_bus.amqp import fields, frames, properties
 from xivo_bus.broker.model import wording
+
+
+class PendingConfirm(Protocol):
+    """A publisher's confirm that waits for the queues that stored a message."""
+
+    def copy_settled(self) -> None:
+        """One of those queues is done with the message (acked, dropped, purged)."""
 
 
 class Message:
@@ -26,6 +35,7 @@ class Message:
         "store_id",
         "ttl",
         "bcc",
+        "pending_confirm",
         "_properties",
     )
 
@@ -41,6 +51,9 @@ class Message:
         self.ttl: int | None = None  # the expiration property, in ms, when it has one
         # The BCC keys taken out of the headers: a dead-lettered copy is routed with them.
         self.bcc: list[str] | None = None
+        # its publisher's confirm, while it waits for the disk or for the durable queues
+        # that stored the message to be done with it (``session.confirms``)
+        self.pending_confirm: PendingConfirm | None = None
         self._properties: commands.Basic.Properties | None = None
 
     @classmethod
@@ -70,6 +83,7 @@ class Message:
         message.store_id = store_id
         message.ttl = None
         message.bcc = None
+        message.pending_confirm = None
         message._properties = None
         return message
 

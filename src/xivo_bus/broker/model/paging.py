@@ -328,6 +328,7 @@ def decode(data: bytes) -> list[Entry]:
         message.store_id = store_id if flags & _STORE_ID else None
         message.ttl = ttl if flags & _TTL else None
         message._properties = None
+        message.pending_confirm = None
         if bcc_length:
             message.bcc = json.loads(data[offset : offset + bcc_length])
             offset += bcc_length

@@ -358,9 +358,12 @@ class Queue:
         if entry.stored:
             entry.stored = False
             store = self.host.store
-            message_id = entry.message.store_id
+            message = entry.message
+            message_id = message.store_id
             last = message_id if store.release(message_id) else None
             store.remove_entry(self.host.name, self.name, entry.seq, last)
+            if message.pending_confirm is not None:
+                message.pending_confirm.copy_settled()
 
     def _leave(self, entries: list[Entry], reason: str) -> None:
         """Ready entries leave for good (expired, dropped): dead-lettered, then

@@ -560,18 +560,25 @@ class Channel:
         if self.tx is not None:
             self.tx.publish(exchange, message, method.mandatory)
             return
-        write, refused = self._route(exchange, message, method.mandatory)
-        # A confirm (or any later reply) waits until the message is on disk.
-        self.output.hold_output_until(write)
-        if self.confirms is not None:
+        write, refused, copies, message = self._route(exchange, message, method.mandatory)
+        if write:
+            self.output.wrote(write)
+        confirms = self.confirms
+        if confirms is not None:
             self.stats.confirm += 1
-            self.confirms.published(refused)
+            if write <= self.output.committed:
+                write = 0
+            pending = confirms.published(refused, write, copies)
+            if pending is not None:  # acked once on disk, or consumed, whichever first
+                message.pending_confirm = pending
             self.connection.confirms_pending(self)
 
-    def _route(self, exchange: Exchange, message: Message, mandatory: bool) -> tuple[int, bool]:
+    def _route(
+        self, exchange: Exchange, message: Message, mandatory: bool
+    ) -> tuple[int, bool, int, Message]:
         """Enqueue where the exchange routes (returned to the publisher when unroutable
-        and mandatory); returns the store write to wait for (0: none) and whether a
-        queue refused the message."""
+        and mandatory); returns the store write to wait for (0: none), whether a queue
+        refused the message, how many queues stored it, and the message as queued."""
         queues = self.vhost.route(exchange, message)
         exchange.stats.publish_in += 1
         if not queues:
@@ -587,9 +594,10 @@ class Channel:
                 self.output.write_content(self.number, frames.encode_method(returned), message)
             else:
                 self.stats.drop_unroutable += 1
-            return 0, False
+            return 0, False, 0, message
         exchange.stats.publish_out += 1
         write = 0
+        copies = 0
         refused = False
         behind = None  # a queue that is behind, if any (credit flow)
         message = message.without_bcc()
@@ -597,21 +605,30 @@ class Channel:
             queue_write = queue.enqueue(message)
             if queue_write is None:
                 refused = True
-            elif queue_write > write:
-                write = queue_write
+            elif queue_write:
+                copies += 1
+                if queue_write > write:
+                    write = queue_write
             if queue.behind:
                 behind = queue
         if behind is not None:
             self.connection.outran_queue(behind)
-        return write, refused
+        return write, refused, copies, message
 
-    def send_confirms(self) -> None:
-        """Confirm every publish routed since the last call (``Confirms.due``)."""
-        if self.confirms is None or self.closing:
-            return
-        for acked, tag, multiple in self.confirms.due():
+    def _settled_early(self) -> None:
+        """Every queue was done with a publish before its write: ack it this turn."""
+        self.connection.confirms_pending(self)
+
+    def send_confirms(self) -> bool:
+        """Confirm the publishes that are due (``Confirms.due``); returns whether some
+        still wait for the disk."""
+        confirms = self.confirms
+        if confirms is None or self.closing:
+            return False
+        for acked, tag, multiple in confirms.due(self.output.committed):
             kind = commands.Basic.Ack if acked else commands.Basic.Nack
             self.reply(kind(delivery_tag=tag, multiple=multiple))
+        return confirms.waiting
 
     # -- confirm and tx ---------------------------------------------------------------
 
@@ -619,7 +636,7 @@ class Channel:
         if self.tx is not None:
             raise wording.precondition("cannot switch from tx to confirm mode")
         if self.confirms is None:
-            self.confirms = Confirms()
+            self.confirms = Confirms(self._settled_early)
         if not method.nowait:
             self.reply(commands.Confirm.SelectOk())
 
@@ -642,7 +659,8 @@ class Channel:
         try:
             for item in pending:
                 if isinstance(item, Publish):
-                    write, _ = self._route(item.exchange, item.message, item.mandatory)
+                    write, _, _, _ = self._route(item.exchange, item.message, item.mandatory)
+                    self.output.wrote(write)
                     self.output.hold_output_until(write)
                 elif isinstance(item, commands.Basic.Ack):
                     self.on_basic_ack(item)

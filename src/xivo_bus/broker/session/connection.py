@@ -85,7 +85,9 @@ class Connection(asyncio.Protocol):
         self.reader.max_body_size = server.max_message_size
         self.state = ConnectionState()
         self.tuning = tuning = server.tuning
-        self.output = Output(self.loop, server.store, self._resume_deliveries, tuning.frame_max)
+        self.output = Output(
+            self.loop, server.store, self._resume_deliveries, self._committed, tuning.frame_max
+        )
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
         self.client_properties: dict = {}
@@ -100,7 +102,8 @@ class Connection(asyncio.Protocol):
         self.connected_at = 0.0  # seconds since the epoch
         self.auth_mechanism = ""
         self.frame_max = tuning.frame_max
-        self._confirming: dict[Channel, None] = {}
+        self._confirming: dict[Channel, None] = {}  # channels with confirms due
+        self._awaiting_disk: dict[Channel, None] = {}  # channels with confirms to write
         # credit flow: this turn, the last one published to a queue that is behind
         self._outran = self._in_flow = False
         self._flow_timer: asyncio.TimerHandle | None = None
@@ -181,9 +184,7 @@ class Connection(asyncio.Protocol):
         self._in_flow = self._outran
         try:
             if self._confirming:
-                for channel in self._confirming:
-                    channel.send_confirms()
-                self._confirming.clear()
+                self._send_confirms()
             if state.state is _RUNNING:
                 self.output.throttle()  # the disk may be behind this client's writes
                 # a message still arriving counts as publishing: under an alarm its sender
@@ -255,7 +256,28 @@ class Connection(asyncio.Protocol):
         self.output.write(frames.method_frame(channel, method))
 
     def confirms_pending(self, channel: Channel) -> None:
+        """Confirms of ``channel`` are due: sent at the end of this connection's turn, or
+        soon when it is not its turn (a consumer acked what it published)."""
+        if not self._confirming:
+            self.loop.call_soon(self._send_confirms)
         self._confirming[channel] = None
+
+    def _send_confirms(self) -> None:
+        if not self._confirming:
+            return
+        confirming, self._confirming = self._confirming, {}
+        for channel in confirming:
+            if channel.send_confirms():
+                self._awaiting_disk[channel] = None
+        if self._awaiting_disk:
+            self.output.wait_for_commit()
+
+    def _committed(self) -> None:
+        """The store committed writes: the confirms that waited for them are due."""
+        if self._awaiting_disk:
+            awaiting, self._awaiting_disk = self._awaiting_disk, {}
+            self._confirming.update(awaiting)
+            self._send_confirms()
 
     def client_capability(self, name: str) -> bool:
         return bool(self.capabilities.get(name))
@@ -561,6 +583,7 @@ class Connection(asyncio.Protocol):
             channel.release()
             self._forget_channel(number)
         self._confirming.clear()
+        self._awaiting_disk.clear()
         for queue in list(self.exclusive_queues):
             queue.host.delete_queue(queue)
 

@@ -1,8 +1,9 @@
 """A connection's output and flow control: what it writes, when, and when it reads.
 
-Replies and deliveries are buffered and written once per loop iteration. What depends on
-a store write (a publisher's confirm) waits until that write is on disk: the whole output
-is held behind it, so that order is kept. Deliveries never wait for the disk.
+Replies and deliveries are buffered and written once per loop iteration. What must
+follow a store write (a tx.commit-ok) waits until that write is on disk: the whole output
+is held behind it, so that order is kept. Deliveries never wait for the disk, nor do
+publisher confirms, which go out of order (``session.confirms``).
 Reading stops for one of a set of reasons (the disk is behind, a resource alarm,
 shutdown) and goes on when none is left. Deliveries stop while the output is over its
 limit or the socket's buffer is full, and resume once it drains.
@@ -38,12 +39,14 @@ class Output:
         loop: asyncio.AbstractEventLoop,
         durability: Durability | None,
         on_room: Callable[[], None],
+        on_commit: Callable[[], None],
         frame_max: int,
     ):
         self._loop = loop
         self.frame_max = frame_max  # bodies are split into frames of this size at most
         self._durability = durability
         self._on_room = on_room  # deliveries may go on
+        self._on_commit = on_commit  # the store committed what this connection waited for
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
         self._size = 0
@@ -51,6 +54,7 @@ class Output:
         self._writing_paused = False  # the socket's buffer is full
         self._full = False  # deliveries were stopped: resume them once drained
         self._barrier = 0  # store write that must be on disk before more output
+        self._latest_write = 0  # the latest store write this client caused
         self._unread: set[str] = set()  # why reading is paused
         self.last_send = loop.time()
 
@@ -94,9 +98,26 @@ class Output:
         """Room for more deliveries."""
         return not self._writing_paused and self._size <= OUTPUT_LIMIT
 
+    @property
+    def committed(self) -> int:
+        """The latest store write on disk."""
+        durability = self._durability
+        return durability.committed if durability is not None else 0
+
+    def wrote(self, write: int) -> None:
+        """The client caused store write ``write`` (a persistent message): it is not read
+        while too many of those wait for the disk (``throttle``)."""
+        if write > self._latest_write:
+            self._latest_write = write
+
+    def wait_for_commit(self) -> None:
+        """Call ``on_commit`` after the store's next commit."""
+        if self._durability is not None:
+            self._durability.notify(self)
+
     def hold_output_until(self, write: int) -> None:
-        """Send nothing more until store write ``write`` (a message) is on disk: what
-        follows includes its confirm. 0: no wait."""
+        """Send nothing more until store write ``write`` is on disk: what follows
+        depends on it (tx.commit-ok). 0: no wait."""
         if write > self._barrier:
             self._barrier = write
 
@@ -123,12 +144,13 @@ class Output:
         if self._out and self._flush_handle is None:
             self.flush()
         self.resume_reading(DISK)
+        self._on_commit()
 
     def throttle(self) -> None:
         """Stop reading the client while its store writes are too far ahead of the disk;
         it is read again after the next commit."""
         durability = self._durability
-        if durability is not None and self._barrier - durability.committed > MAX_UNCOMMITTED:
+        if durability is not None and self._latest_write - durability.committed > MAX_UNCOMMITTED:
             self.pause_reading(DISK)
             durability.notify(self)
 
