@@ -36,7 +36,10 @@ from xivo_bus.paths import private_dir
 log = logging.getLogger("xivo_bus.broker")
 
 HEAD_ENTRIES = 2048
-HEAD_BYTES = 16 << 20
+# 64 large messages (1 MB): paging a backlog of a few of them, which consumers with a
+# prefetch of 100 take at once, costs more than it saves
+HEAD_BYTES = 64 << 20
+HEAD_MIN_ENTRIES = 4  # a head keeps this many, whatever their size
 PAGE_ENTRIES = 1024
 PAGE_BYTES = 8 << 20
 

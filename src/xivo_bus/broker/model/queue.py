@@ -21,7 +21,7 @@ from typing import Any
 from xivo_bus.amqp import properties
 from xivo_bus.broker.model.arguments import QueueSettings, parse_expiration
 from xivo_bus.broker.model.message import Entry, Message
-from xivo_bus.broker.model.paging import HEAD_BYTES, HEAD_ENTRIES, PagedReady
+from xivo_bus.broker.model.paging import HEAD_BYTES, HEAD_ENTRIES, HEAD_MIN_ENTRIES, PagedReady
 from xivo_bus.broker.model.ready import PriorityReady, SizedReady, requeue_into
 from xivo_bus.broker.model.stats import MessageStats
 from xivo_bus.broker.roles import (
@@ -35,20 +35,24 @@ from xivo_bus.broker.roles import (
 
 log = logging.getLogger("xivo_bus.broker")
 
-# A queue holding more ready messages than its head keeps in memory (``model.paging``)
-# is behind (its consumers, if any, do not keep up): with a data directory its backlog is
-# paged out, and whoever publishes to it is slowed down (``session.connection``), as
-# RabbitMQ's credit flow slows a publisher down to what its queues take.
-BEHIND = HEAD_ENTRIES
+# A queue holding more than half the ready messages its head keeps in memory
+# (``model.paging``) is behind: its consumers, if any, do not keep up, and whoever
+# publishes to it is slowed down (``session.connection``), as RabbitMQ's credit flow slows
+# a publisher down to what its queues take. Past the whole head (consumers that stall, or
+# none), its backlog is paged out, with a data directory. Counted in messages, and in
+# bytes as the size of the newest says.
+BEHIND = HEAD_ENTRIES // 2
+BEHIND_BYTES = HEAD_BYTES // 2
 # ...and it has caught up (publishers that waited for its consumers are read again) with
 # this many or fewer
 CAUGHT_UP = BEHIND // 2
+CAUGHT_UP_BYTES = BEHIND_BYTES // 2
 
 
 def beyond_head(count: int, size: int) -> bool:
     """Whether ``count`` ready messages (the newest of ``size`` bytes) are more than a
     queue's head keeps in memory: by number, or by bytes as their size says."""
-    return count > BEHIND or (count > 16 and count * size > HEAD_BYTES)
+    return count > HEAD_ENTRIES or (count > HEAD_MIN_ENTRIES and count * size > HEAD_BYTES)
 
 
 # A message whose expiry is this close (seconds) counts as expired: timers may fire a
@@ -154,6 +158,7 @@ class Queue:
         self._unpaged = type(self.ready)
         self._pages = None if host.store is None or settings.max_priority else host.store.pages
         self.behind = False
+        self._caught_up_at = CAUGHT_UP  # publishers waiting are read again at this many
         # publishers waiting for its consumers to catch up (credit flow)
         self._waiting: dict[FlowWaiter, None] = {}
         self._taken_seen = 0  # deliveries when last asked (consumers_progressing)
@@ -221,17 +226,22 @@ class Queue:
         ready.append(entry)
         if self.consumers:
             self.dispatch()
-        if beyond_head(len(ready), len(entry.message.body)):
-            self._fell_behind()
+        count = len(ready)
+        size = len(entry.message.body)
+        if count > BEHIND or (count > HEAD_MIN_ENTRIES and count * size > BEHIND_BYTES):
+            self._fell_behind(count, size)
         elif self.behind:
             self._caught_up()
         return write
 
-    def _fell_behind(self) -> None:
-        """More ready messages than the head keeps in memory: the backlog pages out."""
+    def _fell_behind(self, count: int, size: int) -> None:
+        """More ready messages than its consumers keep up with (``BEHIND``); past what
+        the head keeps in memory, the backlog pages out."""
         self.behind = True
+        # caught up at CAUGHT_UP messages, or fewer of this size
+        self._caught_up_at = min(CAUGHT_UP, max(HEAD_MIN_ENTRIES, CAUGHT_UP_BYTES // max(size, 1)))
         ready = self.ready
-        if self._pages is not None and type(ready) is not PagedReady:
+        if self._pages is not None and type(ready) is not PagedReady and beyond_head(count, size):
             self.ready = PagedReady.holding(self._pages, ready)
 
     def consumers_progressing(self) -> bool:
@@ -245,7 +255,8 @@ class Queue:
 
     def wait_until_caught_up(self, publisher: FlowWaiter) -> None:
         """``publisher.queue_caught_up()`` once this queue's consumers have taken it back
-        to ``CAUGHT_UP`` ready messages (or it has no consumers left, or goes)."""
+        to ``CAUGHT_UP`` ready messages or ``CAUGHT_UP_BYTES`` (or it has no consumers
+        left, or goes)."""
         self._waiting[publisher] = None
 
     def _release_publishers(self) -> None:
@@ -349,7 +360,7 @@ class Queue:
             self._set_expiry(entry)
         self.ready.append(entry)
         if beyond_head(len(self.ready), len(message.body)):
-            self._fell_behind()
+            self._fell_behind(len(self.ready), len(message.body))
         if self._expiring:
             self._schedule_expiry()
 
@@ -628,7 +639,7 @@ class Queue:
                     break
             else:
                 break  # nobody can take more now
-        if self._waiting and len(ready) <= CAUGHT_UP:
+        if self._waiting and len(ready) <= self._caught_up_at:
             self._release_publishers()
 
     def _dispatch_with_settings(self) -> None:
@@ -648,7 +659,7 @@ class Queue:
             self._hand_out(consumer, ready.popleft())
         if self._expiring:
             self._schedule_expiry()
-        if self._waiting and len(self.ready) <= CAUGHT_UP:
+        if self._waiting and len(self.ready) <= self._caught_up_at:
             self._release_publishers()
 
     def _next_consumer(self) -> Consumer | None:
