@@ -384,6 +384,43 @@ def test_compare_report_marks_what_a_broker_could_not_do(tmp_path):
     assert out.read_text().endswith("<!-- compare:end -->\noutro\n")
 
 
+def test_compare_targets_judge_every_scenario_against_rabbitmq(tmp_path):
+    compare = load_compare()
+    study = compare.Study.__new__(compare.Study)
+    study.names = ["xivo-bus", "RabbitMQ", "GarageMQ"]
+    chosen = [s for s in compare.SCENARIOS if s.name in ("throughput", "latency", "backlog")]
+
+    def run(results, rss):
+        return {"results": results, "broker": {"rss_kib": rss}}
+
+    study.runs = {
+        "throughput": {
+            "xivo-bus": [run({"delivery_rate": 150.0}, 100)],
+            "RabbitMQ": [run({"delivery_rate": 100.0}, 200)],
+            "GarageMQ": [run({"delivery_rate": 300.0}, 1000)],
+        },
+        "latency": {
+            "xivo-bus": [run({"latency_us": {"p50": 70.0, "p99": 100.0}}, 100)],
+            "RabbitMQ": [run({"latency_us": {"p50": 100.0, "p99": 100.0}}, 400)],
+            "GarageMQ": [],
+        },
+        "backlog": {b: [] for b in study.names},
+    }
+    study.failures = {}
+    study.startup_s = {b: [0.2] for b in study.names}
+    study.idle_rss_kib = {"xivo-bus": 30, "RabbitMQ": 120, "GarageMQ": 20}
+    rows = compare._targets(compare.Report(study), "xivo-bus", chosen)
+    text = "\n".join(rows)
+    assert "| throughput | delivery rate ≥ 1.5× | 1.50× | yes | 0.50× |" in text
+    assert "| throughput | RSS at end ≤ 1/3 | 0.50× | **no** | 0.10× |" in text
+    assert "| latency | latency p50 ≤ 0.7× | 0.70× | yes | – |" in text
+    assert "| latency | latency p99 ≤ 0.7× | 1.00× | **no** | – |" in text
+    assert "| backlog | RSS with the backlog ≤ 1/3 | not measured | – | – |" in text
+    assert "| idle | RSS 2 s after start-up ≤ 1/3 | 0.25× | yes | 1.50× |" in text
+    assert "| start-up | to accepting connections < 0.5 s | 0.20 s | yes | – |" in text
+    assert "**4 of 7 met.**" in text
+
+
 def test_latency_summary():
     samples = [i * 1000 for i in range(1, 1001)]  # 1 µs … 1000 µs
     assert scenarios.latency_summary(samples) == {
