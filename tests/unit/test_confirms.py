@@ -88,10 +88,14 @@ def test_a_late_settlement_changes_nothing():
     assert confirms.due(committed=5) == []
 
 
-def test_a_run_of_publishes_all_acked_early_is_not_acked_again():
+def two_waiting() -> tuple[Confirms, object, object]:
     confirms = Confirms()
     first = confirms.published(False, write=5, copies=1)
-    second = confirms.published(False, write=6, copies=1)
+    return confirms, first, confirms.published(False, write=6, copies=1)
+
+
+def test_a_run_of_publishes_all_acked_early_is_not_acked_again():
+    confirms, first, second = two_waiting()
     second.copy_settled()
     assert confirms.due(committed=0) == [(True, 2, False)]
     first.copy_settled()
@@ -101,9 +105,7 @@ def test_a_run_of_publishes_all_acked_early_is_not_acked_again():
 
 
 def test_settled_before_anything_was_sent_one_multiple_ack():
-    confirms = Confirms()
-    first = confirms.published(False, write=5, copies=1)
-    second = confirms.published(False, write=6, copies=1)
+    confirms, first, second = two_waiting()
     first.copy_settled()
     second.copy_settled()
     assert confirms.due(committed=0) == [(True, 2, True)]
