@@ -80,6 +80,7 @@ class Durability(Protocol):
     committed: int  # the highest write on disk
     last_write: int  # the latest write asked for
     failed: str | None  # why writes fail now, if they do
+    uncommitted_bytes: int  # bytes of message bodies not yet written
 
     def notify(self, listener: Any) -> None:
         """Call ``listener.store_committed()`` after the next commit."""

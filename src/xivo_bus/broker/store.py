@@ -22,6 +22,7 @@ import sqlite3
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +342,11 @@ class Store:
         # to the writer: lists of (write seq, op), or None: stop
         self._ops: queue.SimpleQueue = queue.SimpleQueue()
         self._turn: list[tuple[int, Any]] = []  # this turn's writes, handed over after it
+        # bytes of message bodies asked to be written, and of those committed; the writes
+        # handed over, as (last write, bytes asked for up to it)
+        self._asked_bytes = 0
+        self._committed_bytes = 0
+        self._handed_over: deque[tuple[int, int]] = deque()
         self._listeners: dict[Any, None] = {}
         self._on_failure: list[Callable[[str | None], Any]] = []
         self._thread: threading.Thread | None = None
@@ -601,6 +607,7 @@ class Store:
         interpreter from it between two callbacks and delay the deliveries and replies
         of the same turn."""
         if self._turn:
+            self._handed_over.append((self._seq, self._asked_bytes))
             self._ops.put(self._turn)
             self._turn = []
 
@@ -683,6 +690,9 @@ class Store:
 
     def _committed(self, seq: int) -> None:
         self.committed = seq
+        handed_over = self._handed_over
+        while handed_over and handed_over[0][0] <= seq:
+            self._committed_bytes = handed_over.popleft()[1]
         if self.failed is not None:
             log.warning("store: writes succeed again")
             self._set_failed(None)
@@ -807,7 +817,13 @@ class Store:
     def delete_vhost(self, name: str) -> int:
         return self._submit(DeleteVhost(name))
 
+    @property
+    def uncommitted_bytes(self) -> int:
+        """Bytes of message bodies waiting to be written (or skipped, when acked first)."""
+        return self._asked_bytes - self._committed_bytes
+
     def save_message(self, message) -> int:
+        self._asked_bytes += len(message.body)
         return self._submit(
             _new(
                 SaveMessage,

@@ -21,8 +21,10 @@ from xivo_bus.broker.roles import Durability
 # Deliveries stop being handed to a connection whose unsent output exceeds this; they
 # resume when the socket drains (RabbitMQ's credit flow plays the same part).
 OUTPUT_LIMIT = 1 << 20
-# A client stops being read while this many of its store writes wait for the disk.
+# A client stops being read while this many of its store writes wait for the disk, or
+# while it has writes waiting and the store's wait for this many bytes of bodies.
 MAX_UNCOMMITTED = 20_000
+MAX_UNCOMMITTED_BYTES = 64 << 20
 
 # Why a connection is not read.
 DISK = "disk"  # its store writes are too far ahead of the disk
@@ -150,7 +152,12 @@ class Output:
         """Stop reading the client while its store writes are too far ahead of the disk;
         it is read again after the next commit."""
         durability = self._durability
-        if durability is not None and self._latest_write - durability.committed > MAX_UNCOMMITTED:
+        if durability is None:
+            return
+        behind = self._latest_write - durability.committed
+        if behind > MAX_UNCOMMITTED or (
+            behind > 0 and durability.uncommitted_bytes > MAX_UNCOMMITTED_BYTES
+        ):
             self.pause_reading(DISK)
             durability.notify(self)
 
