@@ -55,7 +55,11 @@ class ChannelConnection(QueueOwner, Protocol):
 
     def send_method(self, channel: int, method: Any) -> None: ...
 
-    def confirms_pending(self, channel: Channel) -> None: ...
+    def confirms_pending(self, channel: Channel) -> None:
+        """The channel published in confirm mode, in this connection's turn."""
+
+    def confirms_settled(self, channel: Channel) -> None:
+        """Confirms of the channel became due outside this connection's turn."""
 
     def outran_queue(self, queue: Queue) -> None:
         """A publish went to a queue that is behind (``Queue.behind``)."""
@@ -566,8 +570,6 @@ class Channel:
         confirms = self.confirms
         if confirms is not None:
             self.stats.confirm += 1
-            if write <= self.output.committed:
-                write = 0
             pending = confirms.published(refused, write, copies)
             if pending is not None:  # acked once on disk, or consumed, whichever first
                 message.pending_confirm = pending
@@ -616,8 +618,8 @@ class Channel:
         return write, refused, copies, message
 
     def _settled_early(self) -> None:
-        """Every queue was done with a publish before its write: ack it this turn."""
-        self.connection.confirms_pending(self)
+        """Every queue was done with a publish before its write: ack it soon."""
+        self.connection.confirms_settled(self)
 
     def send_confirms(self) -> bool:
         """Confirm the publishes that are due (``Confirms.due``); returns whether some

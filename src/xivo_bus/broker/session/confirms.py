@@ -12,6 +12,7 @@ the others in runs, with ``multiple``.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 
 class PendingConfirm:
@@ -37,7 +38,7 @@ class PendingConfirm:
 class Confirms:
     __slots__ = ("seq", "confirmed", "_nacked", "_waiting", "_early", "_sent_early", "_on_early")
 
-    def __init__(self, on_early=None) -> None:
+    def __init__(self, on_early: Callable[[], None] | None = None) -> None:
         self.seq = 0  # the latest publish
         self.confirmed = 0  # every publish up to this one is confirmed
         self._nacked: list[int] = []  # publishes a queue refused, not yet confirmed

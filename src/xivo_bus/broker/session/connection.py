@@ -256,8 +256,13 @@ class Connection(asyncio.Protocol):
         self.output.write(frames.method_frame(channel, method))
 
     def confirms_pending(self, channel: Channel) -> None:
-        """Confirms of ``channel`` are due: sent at the end of this connection's turn, or
-        soon when it is not its turn (a consumer acked what it published)."""
+        """``channel`` published in confirm mode: its confirms go at the end of this
+        turn (``_process``)."""
+        self._confirming[channel] = None
+
+    def confirms_settled(self, channel: Channel) -> None:
+        """Confirms of ``channel`` became due in another connection's turn (a consumer
+        acked what it published): sent soon."""
         if not self._confirming:
             self.loop.call_soon(self._send_confirms)
         self._confirming[channel] = None
